@@ -1,0 +1,79 @@
+"""The model card (README.md of a weights folder), written from measured metrics."""
+
+RECIPE_TEST_LOSS = 0.0764  # nats per pixel after 10 epochs, as the recipe reported it
+
+DESCRIPTIONS = {
+    "pixelcnn": "the PixelCNN of van den Oord et al. 2016 (arXiv:1606.05328) as in the recipe: "
+                "a 7x7 mask-A convolution, then mask-B convolutions with ReLU, then a 1x1 "
+                "convolution to one logit per pixel",
+}
+
+
+def _how_trained(metrics: dict) -> str:
+    runs = metrics["runs"]
+    devices = sorted({r["device"] for r in runs})
+    procs = sorted({r["processes"] for r in runs})
+    s = f"on {', '.join(devices)}"
+    if procs != [1]:
+        s += f" ({', '.join(map(str, procs))} processes, data-parallel)"
+    if len(runs) > 1:
+        s += f", in {len(runs)} runs: the first started afresh and each later one resumed with `--resume`"
+    else:
+        s += ", in one run"
+    return s
+
+
+def model_card(name: str, metrics: dict) -> str:
+    cfg, tc, hist = metrics["model_config"], metrics["train_config"], metrics["history"]
+    last = hist[-1]
+    done = len(hist) == tc["epochs"]
+    table = "\n".join(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['test_loss']:.4f} | {h['elapsed_s'] / 60:.0f} |"
+                      for h in hist)
+    status = "" if done else (f"\n**Training in progress: {len(hist)} of {tc['epochs']} epochs done.** "
+                              f"These weights are from the last completed epoch.\n")
+    return f"""---
+library_name: pytorch
+license: mit
+tags:
+- pixelcnn
+- mnist
+- autoregressive
+- image-generation
+datasets:
+- mnist
+---
+
+# {name}
+
+A PixelCNN over 28x28 binarized MNIST digits (a pixel is 1 where its value in [0, 1] is > 0.5):
+{DESCRIPTIONS.get(cfg['model_type'], cfg['model_type'])}. Configuration: `{cfg}`
+({metrics['parameters']:,} parameters). For every pixel it gives P(pixel = 1 | every pixel before it
+in raster order), so it can generate digits pixel by pixel, complete a partly drawn digit, and score one.
+{status}
+## Result
+
+Loss on the {metrics['data']['test_images']:,} MNIST test digits after {last['epoch']} epochs:
+**{last['test_loss']:.4f} nats per pixel** ({last['test_loss'] * 784:.1f} nats per image;
+the recipe reported {RECIPE_TEST_LOSS}). Train loss {last['train_loss']:.4f}.
+
+| epoch | train loss | test loss | minutes |
+| --- | --- | --- | --- |
+{table}
+
+## Training
+
+`python train.py --name {name}` with Adam (lr {tc['lr']}), batch {tc['batch_size']}, {tc['epochs']} epochs,
+binary cross-entropy, seed {tc['seed']}, on the {metrics['data']['train_images']:,} MNIST training digits.
+Trained {_how_trained(metrics)}; {metrics['wall_time_s'] / 3600:.2f} hours of training and evaluation in all.
+Every figure here was written by `train.py` from what it measured (`metrics.json`).
+
+## Use
+
+```python
+import pixelcnn
+model = pixelcnn.load_model("{name}")            # from weights/ in the repo, or a Hub repo id
+images = pixelcnn.sample(model, 16, seed=0)      # (16, 1, 28, 28) in {{0, 1}}
+```
+
+Weights are safetensors (`model.safetensors`) with the shape in `config.json`; loading unpickles nothing.
+"""

@@ -1,0 +1,69 @@
+"""Hugging Face Hub access through huggingface_hub: download (cached) and push."""
+
+import re
+import sys
+from pathlib import Path
+
+MODEL_FILES = ["config.json", "model.safetensors"]
+_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def is_repo_id(name: str) -> bool:
+    return bool(_REPO_ID.match(name))
+
+
+def download(repo_id: str, revision: str | None = None) -> Path:
+    """Download a model's files from the Hub (or take them from the cache); return the folder.
+
+    When the Hub cannot be reached, a cached copy is used with a one-line notice on stderr;
+    without one, the error says so in one line.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
+
+    from .weights import ModelLoadError
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=MODEL_FILES))
+    except (RepositoryNotFoundError, GatedRepoError, RevisionNotFoundError) as e:
+        raise ModelLoadError(f"{repo_id}: not found on the Hub or not accessible ({type(e).__name__})") from None
+    except LocalEntryNotFoundError:
+        raise ModelLoadError(
+            f"{repo_id}: the Hub cannot be reached and no cached copy exists (HF_HUB_OFFLINE or no network)"
+        ) from None
+    except Exception as e:  # connection errors, timeouts, server errors
+        try:
+            folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=MODEL_FILES,
+                                            local_files_only=True))
+        except Exception:
+            raise ModelLoadError(
+                f"{repo_id}: the Hub cannot be reached ({type(e).__name__}) and no cached copy exists") from None
+        print(f"pixelcnn: the Hub cannot be reached ({type(e).__name__}); using the cached copy of {repo_id}",
+              file=sys.stderr)
+        return folder
+
+
+def push(repo_id: str, folder: str | Path, extra_files: dict[str, str | Path] | None = None,
+         private: bool = False, token: str | None = None) -> str:
+    """Create repo_id if needed and upload a weights folder, plus extra files, in one commit.
+
+    Args:
+        repo_id: "user/repo" on the Hub.
+        folder: its files go to the root of the repo.
+        extra_files: path in the repo -> local file, e.g. {"results/samples.png": ...}.
+        token: None takes HF_TOKEN or the saved login, as huggingface_hub does.
+    Returns:
+        The URL of the commit.
+    """
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, exist_ok=True, private=private)
+    folder = Path(folder)
+    ops = [CommitOperationAdd(path_in_repo=str(p.relative_to(folder)), path_or_fileobj=str(p))
+           for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+    ops += [CommitOperationAdd(path_in_repo=dst, path_or_fileobj=str(src))
+            for dst, src in (extra_files or {}).items()]
+    info = api.create_commit(repo_id, operations=ops, commit_message=f"Upload {folder.name}")
+    return info.commit_url

@@ -1,0 +1,227 @@
+"""A generic trainer: it needs only `model.loss(batch)`, a scalar to minimise.
+
+Data are tuples of tensors (e.g. images, labels) held in memory. Training is resumable to
+the step: the shuffling of each epoch is a function of (seed, epoch), and the checkpoint
+holds the model, the optimiser, the position in the epoch and the history, in one
+safetensors file written atomically. Under torchrun it trains data-parallel with DDP.
+"""
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from .weights import atomic_write
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64  # in all, across processes
+    lr: float = 1e-3
+    seed: int = 0
+    eval_batch_size: int = 1000
+    checkpoint_every: float = 300.0  # seconds between mid-epoch checkpoints
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in the checkpoint."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps done in the current epoch
+    loss_sum: float = 0.0  # sum of batch losses x batch sizes in the current epoch
+    count: int = 0  # images seen in the current epoch
+    elapsed: float = 0.0  # seconds of training, over all runs
+    history: list = field(default_factory=list)  # one dict per completed epoch
+    runs: list = field(default_factory=list)  # one dict per start or resume
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+class _LossModule(nn.Module):
+    """Lets DDP wrap `model.loss`, so that the gradients are synchronised."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        return self.model.loss(batch)
+
+
+def distributed_setup() -> tuple[int, int, torch.device]:
+    """Start torch.distributed when run by torchrun; return (rank, world size, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if torch.cuda.is_available():
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def _all_sum(values: list[float], device) -> list[float]:
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+# ---- checkpoints ----
+
+def save_checkpoint(path: Path, model, optimizer, state: TrainState, meta: dict) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for idx, s in opt["state"].items():
+        for k, v in s.items():
+            tensors[f"optim.{idx}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
+    metadata = {"state": json.dumps(asdict(state)), "param_groups": json.dumps(opt["param_groups"]),
+                "meta": json.dumps(meta)}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def load_checkpoint(path: Path, model, optimizer, device) -> tuple[TrainState, dict]:
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            metadata = f.metadata()
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        state = TrainState(**json.loads(metadata["state"]))
+        param_groups = json.loads(metadata["param_groups"])
+        meta = json.loads(metadata["meta"])
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e})") from None
+    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(model_state, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: checkpoint does not match the model ({str(e).splitlines()[0]})") from None
+    opt_state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, idx, name = k.split(".", 2)
+            opt_state.setdefault(int(idx), {})[name] = v.cpu() if name == "step" else v
+    optimizer.load_state_dict({"state": opt_state, "param_groups": param_groups})
+    return state, meta
+
+
+# ---- the loop ----
+
+@torch.no_grad()
+def evaluate(model, data: tuple[torch.Tensor, ...], batch_size: int, device, rank=0, world=1) -> float:
+    """Mean of model.loss over data, weighting each batch by its size; sharded across processes."""
+    model.eval()
+    n = len(data[0])
+    idx = torch.arange(rank, n, world)
+    total = 0.0
+    for start in range(0, len(idx), batch_size):
+        b = idx[start:start + batch_size]
+        total += model.loss(tuple(t[b].to(device) for t in data)).item() * len(b)
+    model.train()
+    total, count = _all_sum([total, float(len(idx))], device)
+    return total / count
+
+
+def fit(model, train_data: tuple[torch.Tensor, ...], test_data: tuple[torch.Tensor, ...],
+        config: TrainConfig, checkpoint_path: str | Path, resume: bool = False,
+        on_epoch=None, meta: dict | None = None) -> TrainState:
+    """Train model on train_data, evaluating on test_data after every epoch.
+
+    Args:
+        model: has .loss(batch) -> scalar; batch is a tuple of tensors.
+        config: optimiser and schedule.
+        checkpoint_path: where the resumable state is kept.
+        resume: continue from checkpoint_path; otherwise start afresh.
+        on_epoch: called as on_epoch(model, state) on rank 0 after each epoch.
+        meta: saved in the checkpoint and checked on resume (e.g. the model config).
+    Returns:
+        The final TrainState, whose history holds per-epoch train and test losses.
+    """
+    rank, world, device = distributed_setup()
+    if config.batch_size % world:
+        raise ValueError(f"batch size {config.batch_size} is not divisible by {world} processes")
+    local_bs = config.batch_size // world
+    checkpoint_path = Path(checkpoint_path)
+    meta = dict(meta or {}, train_config=asdict(config))
+
+    model.to(device)  # DDP copies rank 0's initial weights to the other processes
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    state = TrainState()
+    if resume:
+        if not checkpoint_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+        state, saved_meta = load_checkpoint(checkpoint_path, model, optimizer, device)
+        if saved_meta != meta:
+            changed = sorted(k for k in set(saved_meta) | set(meta) if saved_meta.get(k) != meta.get(k))
+            raise ValueError(f"--resume: the checkpoint was made with other settings ({', '.join(changed)})")
+    state.runs.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": str(device),
+                       "processes": world, "from_epoch": state.epoch, "from_step": state.step})
+
+    net = _LossModule(model)
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    n = len(train_data[0])
+    per_rank = n // world
+    steps = math.ceil(per_rank / local_bs)
+    last_save = time.monotonic()
+
+    def checkpoint():
+        if rank == 0:
+            save_checkpoint(checkpoint_path, model, optimizer, state, meta)
+
+    while state.epoch < config.epochs:
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 100003 + state.epoch))
+        shard = perm[rank::world][:per_rank]
+        bar = tqdm(range(state.step, steps), initial=state.step, total=steps, disable=rank != 0,
+                   desc=f"epoch {state.epoch + 1}/{config.epochs}", mininterval=1.0, dynamic_ncols=True)
+        for step in bar:
+            t0 = time.monotonic()
+            b = shard[step * local_bs:(step + 1) * local_bs]
+            loss = net(tuple(t[b].to(device, non_blocking=True) for t in train_data))
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at epoch {state.epoch + 1}, step {step}; stopped. "
+                    f"The last good state is in {checkpoint_path}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            state.step = step + 1
+            state.loss_sum += loss.item() * len(b)
+            state.count += len(b)
+            state.elapsed += time.monotonic() - t0
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{state.loss_sum / state.count:.4f}")
+            if time.monotonic() - last_save > config.checkpoint_every and state.step < steps:
+                checkpoint()
+                last_save = time.monotonic()
+        bar.close()
+
+        t0 = time.monotonic()
+        loss_sum, count = _all_sum([state.loss_sum, float(state.count)], device)
+        test_loss = evaluate(model, test_data, config.eval_batch_size, device, rank, world)
+        state.elapsed += time.monotonic() - t0
+        state.history.append({"epoch": state.epoch + 1, "train_loss": loss_sum / count,
+                              "test_loss": test_loss, "elapsed_s": round(state.elapsed, 1)})
+        state.epoch, state.step, state.loss_sum, state.count = state.epoch + 1, 0, 0.0, 0
+        checkpoint()
+        last_save = time.monotonic()
+        if rank == 0 and on_epoch is not None:
+            on_epoch(model, state)
+    return state
