@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .cached import PixelCNNCache
 from .layers import MaskedConv2d
 
 
@@ -30,6 +31,11 @@ class PixelCNNConfig:
     def __post_init__(self):
         if self.model_type != "pixelcnn":
             raise ValueError(f"PixelCNNConfig is for model_type 'pixelcnn', got {self.model_type!r}")
+        # A config.json may hold 64.0 or "64": name the field rather than fail deep inside torch.
+        for name in ("hidden_channels", "kernel_size", "n_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
         if self.hidden_channels < 1 or self.n_layers < 0:
             raise ValueError(f"hidden_channels must be >= 1 and n_layers >= 0, got {self}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
@@ -65,6 +71,12 @@ class PixelCNN(nn.Module):
         for layer in self.layers:
             h = F.relu(layer(h))  # (B, C, H, W)
         return self.head(h)  # (B, 1, H, W)
+
+    def step_cache(self, n: int, height: int, width: int, label=None) -> PixelCNNCache:
+        """The logits one pixel at a time, for fast sampling (see cached.py)."""
+        if label is not None:
+            raise ValueError("this PixelCNN has no labels; call it with label=None")
+        return PixelCNNCache(self, n, height, width)
 
     def loss(self, batch) -> torch.Tensor:
         """Mean binary cross-entropy per pixel, in nats, of a batch (images, labels)."""

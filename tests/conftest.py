@@ -1,0 +1,75 @@
+"""Shared fixtures: tiny MNIST-format data written as IDX files, and an offline environment.
+
+Nothing here touches the network or the repo's own data/, weights/, checkpoints/, results/.
+"""
+
+import gzip
+import os
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # so that tests can `import train`
+
+# No test may reach the Hugging Face Hub; tests that need a Hub start tests/fake_hub.py.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def write_idx(path: Path, array: torch.Tensor, gz: bool = False) -> Path:
+    """Write a uint8 tensor as an IDX file: (N, 28, 28) -> IDX3 images, (N,) -> IDX1 labels."""
+    array = array.to(torch.uint8).contiguous()
+    header = struct.pack(">HBB", 0, 0x08, array.dim())  # zero, type ubyte, number of dimensions
+    header += b"".join(struct.pack(">I", d) for d in array.shape)
+    data = header + array.numpy().tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def write_mnist(root: Path, train_images, train_labels, test_images, test_labels, gz: bool = False) -> Path:
+    """Write the four MNIST files under root/MNIST/raw/ as torchvision expects; return root."""
+    raw = Path(root) / "MNIST" / "raw"
+    write_idx(raw / "train-images-idx3-ubyte", train_images, gz)
+    write_idx(raw / "train-labels-idx1-ubyte", train_labels, gz)
+    write_idx(raw / "t10k-images-idx3-ubyte", test_images, gz)
+    write_idx(raw / "t10k-labels-idx1-ubyte", test_labels, gz)
+    return Path(root)
+
+
+def learnable_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n 28x28 uint8 images with structure a PixelCNN learns fast: a filled box per class."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    images = torch.zeros(n, 28, 28, dtype=torch.uint8)
+    for k in range(n):
+        top = 4 + int(labels[k]) // 2
+        left = 4 + 2 * (int(labels[k]) % 5)
+        images[k, top:top + 12, left:left + 8] = 255
+    noise = torch.rand(n, 28, 28, generator=g) < 0.02  # a few flipped pixels
+    images[noise] = 255 - images[noise]
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory) -> Path:
+    """A data dir holding 256 train and 64 test learnable 'digits' in MNIST's IDX format."""
+    root = tmp_path_factory.mktemp("mnist")
+    return write_mnist(root, *learnable_digits(256, seed=1), *learnable_digits(64, seed=2))
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """torchvision's MNIST mirrors replaced by a closed local port: a download fails at once."""
+    from torchvision.datasets import MNIST
+
+    monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])
