@@ -27,8 +27,12 @@ def _gunzip_raw_files(raw: Path) -> None:
         src, dst = raw / f"{name}.gz", raw / name
         if src.exists() and not dst.exists():
             tmp = dst.with_suffix(".tmp")
-            with gzip.open(src, "rb") as f_in, open(tmp, "wb") as f_out:
-                shutil.copyfileobj(f_in, f_out)
+            try:
+                with gzip.open(src, "rb") as f_in, open(tmp, "wb") as f_out:
+                    shutil.copyfileobj(f_in, f_out)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
             tmp.replace(dst)
 
 
@@ -45,14 +49,15 @@ def load_mnist(data_dir: str | Path = "data", train: bool = True, download: bool
     from torchvision.datasets import MNIST  # torchvision is only needed for data
 
     raw = Path(data_dir) / "MNIST" / "raw"
-    if raw.is_dir():
-        _gunzip_raw_files(raw)
     try:
+        if raw.is_dir():
+            _gunzip_raw_files(raw)
         ds = MNIST(str(data_dir), train=train, download=download)
-    except Exception as e:  # torchvision raises RuntimeError, URLError, OSError, ...
+    except Exception as e:  # a bad .gz; torchvision raises RuntimeError, URLError, OSError, ...
         names = ", ".join(RAW_FILES)
+        reason = " ".join(str(e).split())[:300] or repr(e)  # one line, with the cause torchvision lists last
         raise RuntimeError(
-            f"could not load MNIST ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else e!r}). "
+            f"could not load MNIST ({type(e).__name__}: {reason}). "
             f"To train offline, put the four IDX files ({names}; .gz is fine) in {raw.resolve()}/"
         ) from None
     return binarize(ds.data).unsqueeze(1), ds.targets.long()
