@@ -58,7 +58,7 @@ def build_model(config: dict) -> torch.nn.Module:
     config_cls, model_cls = MODEL_TYPES[model_type]
     try:
         return model_cls(config_cls(**config))
-    except TypeError as e:
+    except (TypeError, ValueError) as e:  # an unknown key; a size that is not a positive integer
         raise ModelLoadError(f"bad config for {model_type}: {e}") from None
 
 
@@ -75,7 +75,10 @@ def load_folder(folder: str | Path, device: str | torch.device = "cpu") -> torch
         raise ModelLoadError(f"{config_path}: not valid JSON ({e})") from None
     if not isinstance(config, dict):
         raise ModelLoadError(f"{config_path}: expected a JSON object")
-    model = build_model(config)
+    try:
+        model = build_model(config)
+    except ModelLoadError as e:
+        raise ModelLoadError(f"{config_path}: {e}") from None
     try:
         state = load_file(weights_path, device=str(device))
     except (SafetensorError, OSError, ValueError) as e:
@@ -94,9 +97,9 @@ def load_folder(folder: str | Path, device: str | torch.device = "cpu") -> torch
     return model.to(device).eval()
 
 
-def list_models(weights_dir: str | Path = WEIGHTS_DIR) -> list[str]:
-    """Names of the model folders in weights_dir."""
-    weights_dir = Path(weights_dir)
+def list_models(weights_dir: str | Path | None = None) -> list[str]:
+    """Names of the model folders in weights_dir (default: the repo's weights/)."""
+    weights_dir = Path(weights_dir or WEIGHTS_DIR)
     if not weights_dir.is_dir():
         return []
     return sorted(p.name for p in weights_dir.iterdir() if (p / "model.safetensors").is_file())
@@ -116,10 +119,15 @@ def load_model(name: str | Path | None = None, device: str | torch.device = "cpu
     if name is None:
         name = DEFAULT_MODEL
     path = Path(name)
-    if path.is_dir():
+    # A folder here wins only if it holds a model: from the repo root, "pixelcnn" is also the package.
+    if path.is_dir() and any((path / f).is_file() for f in ("config.json", "model.safetensors")):
         return load_folder(path, device)
     if (WEIGHTS_DIR / path).is_dir():
         return load_folder(WEIGHTS_DIR / path, device)
+    if path.parts[:1] == (WEIGHTS_DIR.name,) and (WEIGHTS_DIR.parent / path).is_dir():
+        return load_folder(WEIGHTS_DIR.parent / path, device)  # "weights/NAME" from another working directory
+    if path.is_dir():
+        return load_folder(path, device)  # says which file is missing
     from .hub import download, is_repo_id
 
     if is_repo_id(str(name)):
