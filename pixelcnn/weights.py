@@ -10,13 +10,17 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .gated import GatedPixelCNN, GatedPixelCNNConfig
 from .model import PixelCNN, PixelCNNConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_MODEL = "pixelcnn"
 
 # model_type in config.json -> (config class, model class)
-MODEL_TYPES = {"pixelcnn": (PixelCNNConfig, PixelCNN)}
+MODEL_TYPES = {
+    "pixelcnn": (PixelCNNConfig, PixelCNN),
+    "gated_pixelcnn": (GatedPixelCNNConfig, GatedPixelCNN),
+}
 
 
 class ModelLoadError(ValueError):

@@ -1,0 +1,160 @@
+"""The gated PixelCNN [1]: vertical and horizontal stacks, no blind spot, optional labels.
+
+The recipe's stacked masked convolutions leave a blind spot: a wedge of earlier pixels
+above and to the right that no output can see. Here two stacks share the work [1]:
+
+    vertical stack:    sees every pixel in the rows above, within its reach
+    horizontal stack:  sees the pixels to the left in the current row, and the vertical
+                       stack's features of the row above, through a 1x1 "link"
+
+    x  . . . . . . .     v = vertical reach of a pixel "o" (rows above, k wide)
+       v v v v v . .     h = horizontal reach (same row, to the left)
+       v v v v v . .
+       h h o . . . .
+
+Each layer computes   out = tanh(W_f * x + V_f y) . sigmoid(W_g * x + V_g y)   (gated
+activation), where y is a learned embedding of the digit label, or of "no label". The
+horizontal stack adds a residual connection around each layer but the first.
+
+[1] van den Oord et al., "Conditional Image Generation with PixelCNN Decoders", 2016.
+    https://arxiv.org/abs/1606.05328
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GatedPixelCNNConfig:
+    """The shape of a gated PixelCNN; saved as config.json beside the weights."""
+
+    model_type: str = "gated_pixelcnn"
+    hidden_channels: int = 64
+    first_kernel_size: int = 7  # the first layer, which sees the image
+    kernel_size: int = 3  # every later layer
+    n_layers: int = 8  # gated layers, the first included
+    n_labels: int = 10  # 0 for an unlabelled model
+    label_dropout: float = 0.2  # training only: how often the label is replaced by "no label"
+
+    def __post_init__(self):
+        if self.model_type != "gated_pixelcnn":
+            raise ValueError(f"GatedPixelCNNConfig is for model_type 'gated_pixelcnn', got {self.model_type!r}")
+        for k in (self.first_kernel_size, self.kernel_size):
+            if k < 3 or k % 2 == 0:
+                raise ValueError(f"kernel sizes must be odd and at least 3, got {k}")
+        if self.hidden_channels < 1 or self.n_layers < 1 or self.n_labels < 0:
+            raise ValueError(f"hidden_channels and n_layers must be >= 1, n_labels >= 0, got {self}")
+        if not 0 <= self.label_dropout <= 1:
+            raise ValueError(f"label_dropout must be in [0, 1], got {self.label_dropout}")
+
+
+def shift_down(x: torch.Tensor) -> torch.Tensor:
+    """Move every row one down (row 0 becomes zeros): row i then holds row i - 1."""
+    return F.pad(x, (0, 0, 1, 0))[:, :, :-1]
+
+
+def shift_right(x: torch.Tensor) -> torch.Tensor:
+    """Move every column one right: column j then holds column j - 1."""
+    return F.pad(x, (1, 0, 0, 0))[:, :, :, :-1]
+
+
+def gate(x: torch.Tensor) -> torch.Tensor:
+    """tanh(first half of the channels) * sigmoid(second half)."""
+    a, b = x.chunk(2, dim=1)
+    return torch.tanh(a) * torch.sigmoid(b)
+
+
+class GatedLayer(nn.Module):
+    """One gated layer: a vertical and a horizontal convolution joined by a 1x1 link [1].
+
+    The vertical convolution at row i covers rows i - k//2 .. i (so its output at row i
+    depends on rows <= i of its input); the horizontal one at column j covers columns
+    j - k//2 .. j of the same row. Causality comes from the inputs: the image enters the
+    horizontal stack shifted right by one, and the vertical features reach the horizontal
+    stack shifted down by one.
+    """
+
+    def __init__(self, in_channels: int, channels: int, kernel_size: int, n_labels: int, residual: bool):
+        super().__init__()
+        k = kernel_size
+        self.k = k
+        self.residual = residual
+        self.vertical = nn.Conv2d(in_channels, 2 * channels, (k // 2 + 1, k))
+        self.horizontal = nn.Conv2d(in_channels, 2 * channels, (1, k // 2 + 1))
+        self.link = nn.Conv2d(2 * channels, 2 * channels, 1)
+        self.out = nn.Conv2d(channels, channels, 1)
+        self.label = nn.Embedding(n_labels + 1, 2 * channels) if n_labels else None  # the last row: "no label"
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor, label: torch.Tensor | None):
+        c = self.k // 2
+        v_pre = self.vertical(F.pad(v, (c, c, c, 0)))  # (B, 2C, H, W): rows i-c..i
+        h_pre = self.horizontal(F.pad(h, (c, 0, 0, 0))) + self.link(shift_down(v_pre))  # (B, 2C, H, W)
+        if self.label is not None:
+            y = self.label(label)[:, :, None, None]  # (B, 2C, 1, 1)
+            v_pre, h_pre = v_pre + y, h_pre + y
+        h_out = self.out(gate(h_pre))
+        if self.residual:
+            h_out = h_out + h
+        return gate(v_pre), h_out
+
+
+class GatedPixelCNN(nn.Module):
+    """A gated PixelCNN over binary images, optionally conditioned on a digit label."""
+
+    def __init__(self, config: GatedPixelCNNConfig):
+        super().__init__()
+        self.config = config
+        c = config.hidden_channels
+        self.layers = nn.ModuleList(
+            [GatedLayer(1, c, config.first_kernel_size, config.n_labels, residual=False)]
+            + [GatedLayer(c, c, config.kernel_size, config.n_labels, residual=True)
+               for _ in range(config.n_layers - 1)])
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(c, c, 1), nn.ReLU(), nn.Conv2d(c, 1, 1))
+
+    def label_index(self, label, batch: int, device) -> torch.Tensor | None:
+        """Labels as embedding rows: None -> "no label" for every image; an int -> for every image."""
+        n = self.config.n_labels
+        if not n:
+            if label is not None:
+                raise ValueError("this model has no labels; call it with label=None")
+            return None
+        if label is None:
+            return torch.full((batch,), n, dtype=torch.long, device=device)
+        label = torch.as_tensor(label, device=device).long()
+        if label.dim() == 0:
+            label = label.expand(batch)
+        if label.shape != (batch,):
+            raise ValueError(f"label must be an int or a ({batch},) tensor, got shape {tuple(label.shape)}")
+        if ((label < 0) | (label > n)).any():
+            raise ValueError(f"labels must be in 0..{n - 1} (or {n} for no label)")
+        return label
+
+    def forward(self, x: torch.Tensor, label=None) -> torch.Tensor:
+        """Logits of P(pixel = 1 | pixels before it [, label]).
+
+        Args:
+            x: (B, 1, H, W) binary images as floats in {0, 1}.
+            label: None (unconditional), an int, or a (B,) tensor of digits.
+        Returns:
+            (B, 1, H, W) logits.
+        """
+        if x.dim() != 4 or x.shape[1] != 1:
+            raise ValueError(f"expected images of shape (B, 1, H, W), got {tuple(x.shape)}")
+        y = self.label_index(label, x.shape[0], x.device)
+        v, h = x, shift_right(x)  # the horizontal stack must not see the pixel itself
+        for layer in self.layers:
+            v, h = layer(v, h, y)  # (B, C, H, W) each
+        return self.head(h)  # (B, 1, H, W)
+
+    def loss(self, batch) -> torch.Tensor:
+        """Mean binary cross-entropy per pixel, in nats; the label is dropped at random in training."""
+        x, label = batch if isinstance(batch, (tuple, list)) else (batch, None)
+        if self.config.n_labels and label is not None and self.training and self.config.label_dropout:
+            drop = torch.rand(label.shape, device=label.device) < self.config.label_dropout
+            label = torch.where(drop, torch.full_like(label, self.config.n_labels), label)
+        elif not self.config.n_labels:
+            label = None
+        return F.binary_cross_entropy_with_logits(self(x, label), x)
