@@ -20,11 +20,12 @@ from pixelcnn.card import RECIPE_TEST_LOSS, model_card
 from pixelcnn.data import load_mnist
 from pixelcnn.plotting import save_grid, save_loss_curve
 from pixelcnn.trainer import TrainConfig, TrainingDiverged, distributed_setup, fit
-from pixelcnn.weights import write_json
+from pixelcnn.weights import atomic_write, write_json
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="train.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--name", default="pixelcnn", help="model name: weights go to OUT/NAME (default: %(default)s)")
     p.add_argument("--out", default="weights", help="folder for model folders (default: %(default)s)")
     p.add_argument("--results", default="results", help="folder for the plots (default: %(default)s)")
@@ -67,8 +68,17 @@ def main(argv=None) -> int:
     out = Path(args.out) / args.name
     results = Path(args.results)
 
-    train = load_mnist(args.data_dir, train=True)
-    test = load_mnist(args.data_dir, train=False)
+    # Under torchrun, rank 0 fetches the files first, so that no two processes download or unpack at once.
+    if world > 1 and rank != 0:
+        torch.distributed.barrier()
+    try:
+        train = load_mnist(args.data_dir, train=True)
+        test = load_mnist(args.data_dir, train=False)
+    except RuntimeError as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 1
+    if world > 1 and rank == 0:
+        torch.distributed.barrier()
     if args.limit:
         train, test = tuple(t[:args.limit] for t in train), tuple(t[:args.limit] for t in test)
     data_info = {"dataset": "MNIST (torchvision), binarized: pixel = 1 where value in [0, 1] > 0.5",
@@ -83,32 +93,41 @@ def main(argv=None) -> int:
               f"{data_info['test_images']:,} test digits")
         print(f"{'epoch':>5}  {'train loss':>10}  {'test loss':>10}  {'minutes':>7}", flush=True)
 
-    def on_epoch(model, state):
+    def write_outputs(model, state):
+        """The weights folder (weights, metrics.json, model card) and the loss curve, as of state."""
         h = state.history[-1]
-        print(f"{h['epoch']:>5}  {h['train_loss']:>10.4f}  {h['test_loss']:>10.4f}  {h['elapsed_s'] / 60:>7.1f}",
-              flush=True)
         metrics = {
             "model": args.name, "model_config": asdict(config), "train_config": asdict(tc),
             "parameters": sum(p.numel() for p in model.parameters()), "data": data_info,
             "history": state.history, "epochs": len(state.history),
             "test_loss": h["test_loss"], "train_loss": h["train_loss"],
-            "wall_time_s": round(state.elapsed, 1), "runs": state.runs,
-            "torch": torch.__version__, "platform": platform.platform(),
+            "wall_time_s": round(state.elapsed, 1), "device": str(device), "processes": world,
+            "runs": state.runs, "torch": torch.__version__, "platform": platform.platform(),
         }
         save_model(model, out)
         write_json(out / "metrics.json", metrics)
-        (out / "README.md").write_text(model_card(args.name, metrics))
+        card = model_card(args.name, metrics)
+        atomic_write(out / "README.md", lambda tmp: Path(tmp).write_text(card))
         save_loss_curve(state.history, results / f"{args.name}_loss_curve.png", title=args.name,
                         reference={"label": f"recipe ({RECIPE_TEST_LOSS})", "test_loss": RECIPE_TEST_LOSS})
 
+    def on_epoch(model, state):
+        h = state.history[-1]
+        print(f"{h['epoch']:>5}  {h['train_loss']:>10.4f}  {h['test_loss']:>10.4f}  {h['elapsed_s'] / 60:>7.1f}",
+              flush=True)
+        write_outputs(model, state)
+
     try:
-        fit(model, train, test, tc, Path(args.checkpoints) / f"{args.name}.safetensors", resume=args.resume,
-            on_epoch=on_epoch, meta={"model_config": asdict(config), "data": data_info})
+        state = fit(model, train, test, tc, Path(args.checkpoints) / f"{args.name}.safetensors",
+                    resume=args.resume, on_epoch=on_epoch, meta={"model_config": asdict(config), "data": data_info})
     except (TrainingDiverged, ValueError, FileNotFoundError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 1
     if rank != 0:
         return 0
+    if state.runs[-1]["from_epoch"] == state.epoch:
+        # Resumed a run whose last epoch was checkpointed but perhaps never written out (killed in between).
+        write_outputs(model, state)
 
     model.eval()
     t0 = time.time()
@@ -119,8 +138,14 @@ def main(argv=None) -> int:
     if args.push_to_hub:
         from pixelcnn.hub import push
 
-        url = push(args.push_to_hub, out, extra_files={
-            f"results/{p.name}": p for p in (results / f"{args.name}_loss_curve.png", results / f"{args.name}_samples.png")})
+        try:
+            url = push(args.push_to_hub, out, extra_files={f"results/{p.name}": p for p in (
+                results / f"{args.name}_loss_curve.png", results / f"{args.name}_samples.png")})
+        except Exception as e:  # no token, no network, no rights: the weights are saved all the same
+            reason = " ".join(str(e).split())[:300]
+            print(f"train.py: error: could not push to {args.push_to_hub} ({type(e).__name__}: {reason}); "
+                  f"the weights are in {out}/", file=sys.stderr)
+            return 1
         print(f"pushed to {url}")
     return 0
 

@@ -97,16 +97,36 @@ def save_checkpoint(path: Path, model, optimizer, state: TrainState, meta: dict)
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-def load_checkpoint(path: Path, model, optimizer, device) -> tuple[TrainState, dict]:
+def _settings(meta: dict) -> dict:
+    """meta, flattened to "train_config.lr": ..., less what may change on --resume.
+
+    More epochs, or another checkpoint interval, do not change the steps already taken.
+    """
+    flat = {}
+    for k, v in meta.items():
+        for kk, vv in (v.items() if isinstance(v, dict) else [(None, v)]):
+            flat[k if kk is None else f"{k}.{kk}"] = vv
+    return {k: v for k, v in flat.items() if k not in ("train_config.epochs", "train_config.checkpoint_every")}
+
+
+def load_checkpoint(path: Path, model, optimizer, device, meta: dict | None = None) -> TrainState:
+    """Restore model and optimizer from path; with meta, first check the run's settings match."""
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             metadata = f.metadata()
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         state = TrainState(**json.loads(metadata["state"]))
         param_groups = json.loads(metadata["param_groups"])
-        meta = json.loads(metadata["meta"])
+        saved_meta = json.loads(metadata["meta"])
     except (SafetensorError, OSError, KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e})") from None
+        reason = " ".join(f"{type(e).__name__}: {e}".split())  # one line
+        raise ValueError(f"{path}: corrupt checkpoint ({reason})") from None
+    if meta is not None:
+        saved, now = _settings(saved_meta), _settings(meta)
+        changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        if changed:
+            diffs = ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
+            raise ValueError(f"--resume: {path} was made with other settings ({diffs})")
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(model_state, strict=True)
@@ -117,8 +137,11 @@ def load_checkpoint(path: Path, model, optimizer, device) -> tuple[TrainState, d
         if k.startswith("optim."):
             _, idx, name = k.split(".", 2)
             opt_state.setdefault(int(idx), {})[name] = v.cpu() if name == "step" else v
-    optimizer.load_state_dict({"state": opt_state, "param_groups": param_groups})
-    return state, meta
+    try:
+        optimizer.load_state_dict({"state": opt_state, "param_groups": param_groups})
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: corrupt checkpoint (optimizer state: {' '.join(str(e).split())})") from None
+    return state
 
 
 # ---- the loop ----
@@ -166,10 +189,7 @@ def fit(model, train_data: tuple[torch.Tensor, ...], test_data: tuple[torch.Tens
     if resume:
         if not checkpoint_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
-        state, saved_meta = load_checkpoint(checkpoint_path, model, optimizer, device)
-        if saved_meta != meta:
-            changed = sorted(k for k in set(saved_meta) | set(meta) if saved_meta.get(k) != meta.get(k))
-            raise ValueError(f"--resume: the checkpoint was made with other settings ({', '.join(changed)})")
+        state = load_checkpoint(checkpoint_path, model, optimizer, device, meta)
     state.runs.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": str(device),
                        "processes": world, "from_epoch": state.epoch, "from_step": state.step})
 
@@ -181,10 +201,13 @@ def fit(model, train_data: tuple[torch.Tensor, ...], test_data: tuple[torch.Tens
     per_rank = n // world
     steps = math.ceil(per_rank / local_bs)
     last_save = time.monotonic()
+    saved_at = (state.epoch, state.step) if resume else None  # the state in checkpoint_path, if this run's
 
     def checkpoint():
+        nonlocal saved_at
         if rank == 0:
             save_checkpoint(checkpoint_path, model, optimizer, state, meta)
+        saved_at = (state.epoch, state.step)
 
     while state.epoch < config.epochs:
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 100003 + state.epoch))
@@ -195,12 +218,16 @@ def fit(model, train_data: tuple[torch.Tensor, ...], test_data: tuple[torch.Tens
             t0 = time.monotonic()
             b = shard[step * local_bs:(step + 1) * local_bs]
             loss = net(tuple(t[b].to(device, non_blocking=True) for t in train_data))
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {state.epoch + 1}, step {step}; stopped. "
-                    f"The last good state is in {checkpoint_path}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            # Checked after backward, on gradients that DDP has averaged: every process stops together,
+            # and a finite loss with an infinite gradient stops too, before the step spoils the weights.
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+                where = (f"The last good state ({saved_at[0]} epochs and {saved_at[1]} steps done) is in "
+                         f"{checkpoint_path}" if saved_at else "No checkpoint was saved by this run")
+                raise TrainingDiverged(f"loss {loss.item()}, gradient norm {grad_norm.item()} at epoch "
+                                       f"{state.epoch + 1}, step {step}; stopped. {where}")
             optimizer.step()
             state.step = step + 1
             state.loss_sum += loss.item() * len(b)

@@ -3,10 +3,13 @@
 Nothing here touches the network or the repo's own data/, weights/, checkpoints/, results/.
 """
 
+import atexit
 import gzip
 import os
+import shutil
 import struct
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,9 +19,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # so that tests can `import train`
 
-# No test may reach the Hugging Face Hub; tests that need a Hub start tests/fake_hub.py.
+# No test may reach the Hugging Face Hub (tests that need one start tests/fake_hub.py), nor use
+# the user's cache. Set before anything imports huggingface_hub, which reads them once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+if "HF_HOME" not in os.environ:
+    os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="pixelcnn-tests-hf-")
+    atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
+# Tiny models on a shared CPU: one thread is fastest (more threads only spin-wait); subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 def write_idx(path: Path, array: torch.Tensor, gz: bool = False) -> Path:

@@ -1,0 +1,353 @@
+"""train.py end to end on tiny generated data: outputs, learning, exact resume, divergence, errors."""
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import train
+from pixelcnn import PixelCNN, load_model
+from pixelcnn.trainer import TrainState, save_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+EPOCHS, STEPS = 3, 8  # 256 digits in batches of 32
+
+
+def args(tiny_mnist, tmp: Path, *extra: str) -> list[str]:
+    return ["--limit", "256", "--hidden-channels", "4", "--n-layers", "1", "--epochs", str(EPOCHS),
+            "--batch-size", "32", "--lr", "0.01", "--samples", "2", "--data-dir", str(tiny_mnist),
+            "--out", str(tmp / "weights"), "--results", str(tmp / "results"),
+            "--checkpoints", str(tmp / "checkpoints"), *extra]
+
+
+@pytest.fixture(autouse=True)
+def quick_plots(monkeypatch):
+    """The loss curve takes matplotlib half a second per epoch; only the reference run draws it."""
+    monkeypatch.setattr(train, "save_loss_curve", lambda history, path, **kw: None)
+
+
+def _stderr_lines(capsys) -> list[str]:
+    """What train.py wrote to stderr, less tqdm's progress bars."""
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    return [line for line in lines if line.strip() and not re.match(r"epoch \d+/\d+:", line)]
+
+
+class Killed(BaseException):
+    """Stands in for a kill: nothing in train.py or the trainer catches it."""
+
+
+@pytest.fixture
+def kill_at(monkeypatch):
+    """kill_at(n): the n-th training call of model.loss (1-based) raises Killed; evaluation calls don't count."""
+    def arm(n: int):
+        calls = {"n": 0}
+        original = PixelCNN.loss
+
+        def loss(self, batch):
+            if self.training:
+                calls["n"] += 1
+                if calls["n"] == n:
+                    raise Killed(f"killed at training step {n}")
+            return original(self, batch)
+
+        monkeypatch.setattr(PixelCNN, "loss", loss)
+        return lambda: monkeypatch.setattr(PixelCNN, "loss", original)  # disarm
+    return arm
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_mnist, tmp_path_factory) -> Path:
+    """One uninterrupted run; the others must end exactly where it ends."""
+    tmp = tmp_path_factory.mktemp("reference")
+    assert train.main(args(tiny_mnist, tmp)) == 0
+    return tmp
+
+
+def _weights(tmp: Path) -> dict[str, torch.Tensor]:
+    return load_file(tmp / "weights" / "pixelcnn" / "model.safetensors")
+
+
+def _metrics(tmp: Path) -> dict:
+    return json.loads((tmp / "weights" / "pixelcnn" / "metrics.json").read_text())
+
+
+def _assert_same_run(tmp: Path, reference: Path):
+    a, b = _weights(tmp), _weights(reference)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    losses = lambda m: [(h["epoch"], h["train_loss"], h["test_loss"]) for h in m["history"]]  # noqa: E731
+    assert losses(_metrics(tmp)) == losses(_metrics(reference))  # exactly, not approximately
+
+
+# ---- the outputs ----
+
+def test_writes_weights_metrics_card_and_plots(reference, capsys):
+    out = reference / "weights" / "pixelcnn"
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "metrics.json", "model.safetensors"]
+    assert json.loads((out / "config.json").read_text())["hidden_channels"] == 4
+
+    m = _metrics(reference)
+    assert m["epochs"] == EPOCHS and [h["epoch"] for h in m["history"]] == [1, 2, 3]
+    for h in m["history"]:
+        assert math.isfinite(h["train_loss"]) and math.isfinite(h["test_loss"])
+    assert m["test_loss"] == m["history"][-1]["test_loss"]
+    assert m["wall_time_s"] >= 0 and m["device"] == "cpu" and m["runs"][0]["device"] == "cpu"
+    assert m["data"]["train_images"] == 256 and m["data"]["test_images"] == 64
+    assert m["train_config"]["lr"] == 0.01 and m["model_config"]["n_layers"] == 1
+    assert m["parameters"] == sum(p.numel() for p in load_model(out).parameters())
+
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\n") and f"{m['test_loss']:.4f}" in card and "in progress" not in card
+
+    curve = Image.open(reference / "results" / "pixelcnn_loss_curve.png")
+    samples = Image.open(reference / "results" / "pixelcnn_samples.png")
+    assert curve.size[0] > 100 and samples.size[0] > 28 * 2  # two digits side by side, upscaled
+
+
+def test_loss_goes_down_on_learnable_data(reference):
+    h = _metrics(reference)["history"]
+    assert h[-1]["train_loss"] < 0.8 * h[0]["train_loss"]
+    assert h[-1]["test_loss"] < h[0]["test_loss"] < math.log(2) + 0.1
+
+
+def test_saved_weights_are_the_checkpointed_model(reference):
+    ckpt = load_file(reference / "checkpoints" / "pixelcnn.safetensors")
+    for k, v in _weights(reference).items():
+        assert torch.equal(ckpt[f"model.{k}"], v)
+
+
+def test_prints_one_row_per_epoch(tiny_mnist, tmp_path, capsys):
+    assert train.main(args(tiny_mnist, tmp_path, "--epochs", "1")) == 0
+    out = capsys.readouterr().out
+    assert "256 train / 64 test digits" in out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith("1 ")]
+    assert len(rows) == 1 and len(rows[0]) == 4
+    assert "wrote" in out
+
+
+# ---- resuming gives exactly the uninterrupted run ----
+
+@pytest.mark.parametrize("every, kill, resume_every", [
+    ("0", 12, "0"),      # a checkpoint after every step; killed mid epoch 2
+    ("1e9", 13, "1e9"),  # a checkpoint only after each epoch; epoch 2 is redone from its start
+    ("0", 3, "1e9"),     # killed mid epoch 1; the interval may change on --resume
+    ("0", 17, "0"),      # killed on the first step of the last epoch
+])
+def test_resume_after_a_kill_matches_the_uninterrupted_run(tiny_mnist, tmp_path, reference, kill_at,
+                                                           every, kill, resume_every):
+    disarm = kill_at(kill)
+    with pytest.raises(Killed):
+        train.main(args(tiny_mnist, tmp_path, "--checkpoint-every", every))
+    disarm()
+    state = load_file(tmp_path / "checkpoints" / "pixelcnn.safetensors")  # a loadable checkpoint was left
+    assert state
+    assert train.main(args(tiny_mnist, tmp_path, "--checkpoint-every", resume_every, "--resume")) == 0
+    _assert_same_run(tmp_path, reference)
+    runs = _metrics(tmp_path)["runs"]
+    assert len(runs) == 2 and runs[1]["from_epoch"] == (kill - 1) // STEPS
+    if every == "0":
+        assert runs[1]["from_step"] == (kill - 1) % STEPS  # resumed mid-epoch, at the step after the last done
+
+
+def test_resume_twice_and_resume_a_finished_run(tiny_mnist, tmp_path, reference, kill_at):
+    disarm = kill_at(5)
+    with pytest.raises(Killed):
+        train.main(args(tiny_mnist, tmp_path, "--checkpoint-every", "0"))
+    disarm()
+    disarm = kill_at(6)  # 5 steps into the resumed run
+    with pytest.raises(Killed):
+        train.main(args(tiny_mnist, tmp_path, "--checkpoint-every", "0", "--resume"))
+    disarm()
+    assert train.main(args(tiny_mnist, tmp_path, "--resume")) == 0
+    _assert_same_run(tmp_path, reference)
+    assert train.main(args(tiny_mnist, tmp_path, "--resume")) == 0  # nothing left to do: still fine
+    _assert_same_run(tmp_path, reference)
+
+
+def test_killed_between_the_last_checkpoint_and_the_weights(tiny_mnist, tmp_path, reference, monkeypatch):
+    """The last epoch is checkpointed, then the run dies before writing weights/: --resume writes them."""
+    real_save = train.save_model
+
+    def die_on_last_epoch(model, folder):
+        if len(list((tmp_path / "weights").rglob("metrics.json"))) and _metrics(tmp_path)["epochs"] == EPOCHS - 1:
+            raise Killed
+        return real_save(model, folder)
+
+    monkeypatch.setattr(train, "save_model", die_on_last_epoch)
+    with pytest.raises(Killed):
+        train.main(args(tiny_mnist, tmp_path))
+    monkeypatch.setattr(train, "save_model", real_save)
+    assert _metrics(tmp_path)["epochs"] == EPOCHS - 1  # weights/ is one epoch behind the checkpoint
+    assert train.main(args(tiny_mnist, tmp_path, "--resume")) == 0
+    _assert_same_run(tmp_path, reference)
+
+
+def test_resume_after_sigkill_of_the_process(tiny_mnist, tmp_path, reference):
+    """A real SIGKILL in the middle of epoch 2, maybe mid-write: the checkpoint survives and resumes exactly."""
+    slow = (  # the same run, each step slowed down so that the kill lands mid-run
+        "import sys, time; import pixelcnn.model as m; f = m.PixelCNN.loss\n"
+        "m.PixelCNN.loss = lambda self, b: (time.sleep(0.05 if self.training else 0), f(self, b))[1]\n"
+        "import train; sys.exit(train.main(sys.argv[1:]))\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", slow, *args(tiny_mnist, tmp_path, "--checkpoint-every", "0")],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "weights" / "pixelcnn" / "metrics.json"
+    deadline = time.monotonic() + 120
+    while not metrics.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.12)  # a couple of steps into epoch 2
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert _metrics(tmp_path)["epochs"] == 1
+    assert train.main(args(tiny_mnist, tmp_path, "--resume")) == 0
+    _assert_same_run(tmp_path, reference)
+
+
+# ---- divergence ----
+
+class _InfGrad(torch.autograd.Function):
+    """Identity forward, infinite gradient backward: a finite loss that would spoil the weights."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * math.inf
+
+
+@pytest.mark.parametrize("make_bad", [
+    lambda loss: loss * math.nan,
+    lambda loss: loss + math.inf,
+    lambda loss: _InfGrad.apply(loss),
+], ids=["nan-loss", "inf-loss", "inf-gradient"])
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tiny_mnist, tmp_path, monkeypatch, capsys, make_bad):
+    original = PixelCNN.loss
+    calls = {"n": 0}
+
+    def loss(self, batch):
+        value = original(self, batch)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == STEPS + 3:  # in epoch 2
+                return make_bad(value)
+        return value
+
+    monkeypatch.setattr(PixelCNN, "loss", loss)
+    ckpt = tmp_path / "checkpoints" / "pixelcnn.safetensors"
+    assert train.main(args(tiny_mnist, tmp_path, "--checkpoint-every", "0")) == 1
+    err = _one_line_error(capsys)
+    assert "stopped" in err and str(ckpt) in err
+    assert "1 epochs and 2 steps done" in err
+    good = load_file(ckpt)
+    assert all(torch.isfinite(v).all() for v in good.values())
+    assert _metrics(tmp_path)["epochs"] == 1  # the weights of epoch 1 stay
+    monkeypatch.setattr(PixelCNN, "loss", original)
+    assert train.main(args(tiny_mnist, tmp_path, "--checkpoint-every", "0", "--resume")) == 0
+
+
+def test_divergence_before_any_checkpoint_says_so(tiny_mnist, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(PixelCNN, "loss", lambda self, batch: torch.tensor(math.nan, requires_grad=True))
+    assert train.main(args(tiny_mnist, tmp_path)) == 1
+    assert "No checkpoint was saved" in _one_line_error(capsys)
+
+
+# ---- one-line errors ----
+
+@pytest.mark.parametrize("bad", [
+    ["--epochs", "0"], ["--batch-size", "0"], ["--kernel-size", "4"], ["--lr", "0"], ["--lr", "x"],
+    ["--n-layers", "-1"], ["--limit", "-5"], ["--push-to-hub", "not a repo"], ["--no-such-flag"],
+])
+def test_bad_arguments(tiny_mnist, tmp_path, capsys, bad):
+    with pytest.raises(SystemExit) as e:
+        train.main(args(tiny_mnist, tmp_path, *bad))
+    assert e.value.code == 2
+    err = _stderr_lines(capsys)
+    assert err[0].startswith("usage: train.py") and err[-1].startswith("train.py: error:")  # argparse's way
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def _one_line_error(capsys) -> str:
+    err = _stderr_lines(capsys)
+    assert len(err) == 1 and err[0].startswith("train.py: error:"), err
+    return err[0]
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", b"\x08\x00\x00\x00\x00\x00\x00\x00{}"])
+def test_corrupt_checkpoint(tiny_mnist, tmp_path, capsys, content):
+    ckpt = tmp_path / "checkpoints" / "pixelcnn.safetensors"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(content)
+    assert train.main(args(tiny_mnist, tmp_path, "--resume")) == 1
+    assert "corrupt checkpoint" in _one_line_error(capsys)
+    assert ckpt.read_bytes() == content  # left as it was, for a look
+
+
+def test_checkpoint_with_bad_metadata(tiny_mnist, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    ckpt = tmp_path / "checkpoints" / "pixelcnn.safetensors"
+    ckpt.parent.mkdir()
+    save_file({"x": torch.zeros(1)}, ckpt, metadata={"state": "{not json"})
+    assert train.main(args(tiny_mnist, tmp_path, "--resume")) == 1
+    assert "corrupt checkpoint" in _one_line_error(capsys)
+
+
+def test_resume_without_a_checkpoint(tiny_mnist, tmp_path, capsys):
+    assert train.main(args(tiny_mnist, tmp_path, "--resume")) == 1
+    assert "no checkpoint" in _one_line_error(capsys)
+
+
+def test_resume_with_other_settings(tiny_mnist, tmp_path, capsys, kill_at):
+    disarm = kill_at(3)
+    with pytest.raises(Killed):
+        train.main(args(tiny_mnist, tmp_path, "--checkpoint-every", "0"))
+    disarm()
+    capsys.readouterr()
+    assert train.main(args(tiny_mnist, tmp_path, "--resume", "--lr", "0.02")) == 1
+    assert "train_config.lr 0.01 -> 0.02" in _one_line_error(capsys)
+    assert train.main(args(tiny_mnist, tmp_path, "--resume", "--hidden-channels", "8")) == 1
+    assert "model_config.hidden_channels 4 -> 8" in _one_line_error(capsys)
+    # more epochs is not another setting: it continues
+    assert train.main(args(tiny_mnist, tmp_path, "--resume", "--epochs", "1")) == 0
+
+
+def test_missing_data_is_a_one_line_error(tmp_path, capsys, no_download):
+    empty = tmp_path / "nodata"
+    assert train.main(args(empty, tmp_path)) == 1
+    msg = _one_line_error(capsys)
+    assert str((empty / "MNIST" / "raw").resolve()) in msg
+
+
+# ---- the checkpoint is written atomically ----
+
+def test_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import pixelcnn.trainer as trainer
+
+    model = PixelCNN(train.PixelCNNConfig(hidden_channels=2, n_layers=0))
+    opt = torch.optim.Adam(model.parameters())
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, model, opt, TrainState(epoch=1), {})
+    before = path.read_bytes()
+
+    def crash(tensors, tmp, metadata=None):
+        Path(tmp).write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(trainer, "save_file", crash)
+    with pytest.raises(OSError):
+        save_checkpoint(path, model, opt, TrainState(epoch=2), {})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
