@@ -18,30 +18,28 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     When the Hub cannot be reached, a cached copy is used with a one-line notice on stderr;
     without one, the error says so in one line.
     """
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import (
-        GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError)
+        GatedRepoError, OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
 
     from .weights import ModelLoadError
 
+    not_found = (RepositoryNotFoundError, GatedRepoError, RevisionNotFoundError)
     try:
+        # Asked first because snapshot_download falls back to the cache silently when the Hub is down.
+        HfApi().repo_info(repo_id, revision=revision, timeout=10)
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=MODEL_FILES))
-    except (RepositoryNotFoundError, GatedRepoError, RevisionNotFoundError) as e:
+    except not_found as e:
         raise ModelLoadError(f"{repo_id}: not found on the Hub or not accessible ({type(e).__name__})") from None
-    except LocalEntryNotFoundError:
-        raise ModelLoadError(
-            f"{repo_id}: the Hub cannot be reached and no cached copy exists (HF_HUB_OFFLINE or no network)"
-        ) from None
-    except Exception as e:  # connection errors, timeouts, server errors
-        try:
-            folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=MODEL_FILES,
-                                            local_files_only=True))
-        except Exception:
-            raise ModelLoadError(
-                f"{repo_id}: the Hub cannot be reached ({type(e).__name__}) and no cached copy exists") from None
-        print(f"pixelcnn: the Hub cannot be reached ({type(e).__name__}); using the cached copy of {repo_id}",
-              file=sys.stderr)
-        return folder
+    except Exception as e:  # offline mode, no network, timeouts, server errors
+        why = "HF_HUB_OFFLINE is set" if isinstance(e, OfflineModeIsEnabled) else type(e).__name__
+    try:
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=MODEL_FILES,
+                                        local_files_only=True))
+    except Exception:
+        raise ModelLoadError(f"{repo_id}: the Hub cannot be reached ({why}) and no cached copy exists") from None
+    print(f"pixelcnn: the Hub cannot be reached ({why}); using the cached copy of {repo_id}", file=sys.stderr)
+    return folder
 
 
 def push(repo_id: str, folder: str | Path, extra_files: dict[str, str | Path] | None = None,
