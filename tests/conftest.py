@@ -31,6 +31,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: starts Python subprocesses (torchrun, the Hub client, a kill); "
+                                       "-m 'not slow' skips them")
+
+
 def write_idx(path: Path, array: torch.Tensor, gz: bool = False) -> Path:
     """Write a uint8 tensor as an IDX file: (N, 28, 28) -> IDX3 images, (N,) -> IDX1 labels."""
     array = array.to(torch.uint8).contiguous()

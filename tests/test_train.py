@@ -193,6 +193,7 @@ def test_killed_between_the_last_checkpoint_and_the_weights(tiny_mnist, tmp_path
     _assert_same_run(tmp_path, reference)
 
 
+@pytest.mark.slow  # a fresh Python process
 def test_resume_after_sigkill_of_the_process(tiny_mnist, tmp_path, reference):
     """A real SIGKILL in the middle of epoch 2, maybe mid-write: the checkpoint survives and resumes exactly."""
     slow = (  # the same run, each step slowed down so that the kill lands mid-run
@@ -351,3 +352,16 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeyp
         save_checkpoint(path, model, opt, TrainState(epoch=2), {})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]
+
+
+def test_a_failed_push_is_a_one_line_error_and_keeps_the_weights(tiny_mnist, tmp_path, monkeypatch, capsys):
+    import pixelcnn.hub
+
+    def refuse(*a, **k):
+        raise RuntimeError("401 Client Error.\n\nInvalid credentials in Authorization header")
+
+    monkeypatch.setattr(pixelcnn.hub, "push", refuse)
+    assert train.main(args(tiny_mnist, tmp_path, "--epochs", "1", "--push-to-hub", "user/repo")) == 1
+    err = _one_line_error(capsys)
+    assert "could not push to user/repo" in err and "Invalid credentials" in err
+    assert (tmp_path / "weights" / "pixelcnn" / "model.safetensors").is_file()
