@@ -189,6 +189,7 @@ def test_killed_between_the_last_checkpoint_and_the_weights(tiny_mnist, tmp_path
         train.main(args(tiny_mnist, tmp_path))
     monkeypatch.setattr(train, "save_model", real_save)
     assert _metrics(tmp_path)["epochs"] == EPOCHS - 1  # weights/ is one epoch behind the checkpoint
+    assert "Training in progress: 2 of 3 epochs done" in (tmp_path / "weights" / "pixelcnn" / "README.md").read_text()
     assert train.main(args(tiny_mnist, tmp_path, "--resume")) == 0
     _assert_same_run(tmp_path, reference)
 

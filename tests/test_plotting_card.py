@@ -1,0 +1,66 @@
+"""Image grids and the model card, from made-up inputs."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pixelcnn.card import model_card
+from pixelcnn.plotting import grid, save_grid, to_uint8
+
+
+def test_grid_layout_and_padding():
+    images = torch.zeros(3, 1, 4, 5)
+    images[1] = 1
+    g = grid(images, nrow=2, scale=2, pad=1, pad_value=7)
+    assert g.shape == (2 * (8 + 1) + 1, 2 * (10 + 1) + 1) and g.dtype == np.uint8
+    assert (g[1:9, 1:11] == 0).all()  # image 0, top left, upscaled x2
+    assert (g[1:9, 12:22] == 255).all()  # image 1, top right
+    assert (g[10:18, 1:11] == 0).all()  # image 2, second row
+    assert (g[10:18, 12:22] == 7).all()  # no image 3: padding
+    assert (g[0] == 7).all() and (g[:, 11] == 7).all()
+
+
+def test_to_uint8_accepts_the_usual_shapes():
+    assert to_uint8(torch.ones(2, 1, 3, 3)).shape == (2, 3, 3)
+    assert to_uint8(np.full((3, 3), 0.5)).tolist()[0] == [128, 128, 128]
+    assert to_uint8(torch.tensor([[-1.0, 2.0]])).tolist() == [[0, 255]]  # clipped
+
+
+def test_save_grid_writes_a_png(tmp_path):
+    path = save_grid(torch.ones(4, 1, 28, 28), tmp_path / "a" / "grid.png", scale=1)
+    assert Image.open(path).size == (2 * 30 + 2, 2 * 30 + 2)
+
+
+def _metrics(epochs_done: int, epochs: int = 3, runs=None) -> dict:
+    return {
+        "model_config": {"model_type": "pixelcnn", "hidden_channels": 4, "kernel_size": 7, "n_layers": 1},
+        "train_config": {"epochs": epochs, "batch_size": 64, "lr": 0.001, "seed": 0},
+        "history": [{"epoch": e, "train_loss": 0.1 / e, "test_loss": 0.2 / e, "elapsed_s": 60.0 * e}
+                    for e in range(1, epochs_done + 1)],
+        "parameters": 993, "data": {"train_images": 60000, "test_images": 10000}, "wall_time_s": 7200.0,
+        "runs": runs or [{"device": "cpu", "processes": 1}],
+    }
+
+
+def test_card_reports_the_measured_numbers():
+    card = model_card("tiny", _metrics(3))
+    assert card.startswith("---\n") and "\n# tiny\n" in card
+    assert "**0.0667 nats per pixel**" in card and "(52.3 nats per image" in card
+    assert "| 3 | 0.0333 | 0.0667 | 3 |" in card
+    assert "2.00 hours" in card and "in progress" not in card
+    assert 'pixelcnn.load_model("tiny")' in card
+
+
+def test_card_says_when_training_is_unfinished_and_how_it_ran():
+    runs = [{"device": "cuda:0", "processes": 2}, {"device": "cuda:0", "processes": 2}]
+    card = model_card("tiny", _metrics(1, runs=runs))
+    assert "Training in progress: 1 of 3 epochs done" in card
+    assert "2 processes, data-parallel" in card and "in 2 runs" in card
+
+
+@pytest.mark.parametrize("model_type", ["pixelcnn", "something_new"])
+def test_card_for_any_model_type(model_type):
+    m = _metrics(1, epochs=1)
+    m["model_config"]["model_type"] = model_type
+    assert model_type in model_card("x", m) or "PixelCNN" in model_card("x", m)
