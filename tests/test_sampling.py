@@ -1,0 +1,289 @@
+"""Sampling: the cached sampler draws exactly what the plain one draws; completion, temperature,
+streaming, per-pixel probabilities and surprise; bad input.
+
+The plain sampler runs the whole network once per pixel, so comparisons with it use small
+models, or small images, or only the last few pixels of a 28 x 28 image.
+"""
+
+import math
+
+import pytest
+import torch
+
+import pixelcnn
+from pixelcnn import PixelCNN, PixelCNNConfig, probabilities, sample, sample_plain, sample_stream, surprise
+from pixelcnn.gated import GatedPixelCNN, GatedPixelCNNConfig
+
+SIZE = (9, 11)  # small and not square, so that rows and columns cannot be swapped unnoticed
+
+
+def random_model(hidden=4, kernel_size=3, n_layers=1, seed=0) -> PixelCNN:
+    """A randomly initialised PixelCNN whose logits take both signs and are far from 0."""
+    torch.manual_seed(seed)
+    model = PixelCNN(PixelCNNConfig(hidden_channels=hidden, kernel_size=kernel_size, n_layers=n_layers))
+    with torch.no_grad():  # the default init gives logits near 0 everywhere
+        for p in model.parameters():
+            p.normal_(0, 2 / p[0].numel() ** 0.5 if p.dim() > 1 else 0.1)
+        noise = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(seed)).round()
+        model.head.bias -= model(noise).median() - 0.2  # about as many 1s as 0s, and no logit at 0
+    return model.eval()
+
+
+def stream_end(*args, **kwargs) -> pixelcnn.SampleStep:
+    *_, last = sample_stream(*args, **kwargs)
+    return last
+
+
+def drawn_probs(step: pixelcnn.SampleStep) -> torch.Tensor:
+    """P(pixel = 1 | pixels before) from a stream's P(pixel = its value | pixels before)."""
+    return torch.where(step.images == 1, step.probs, 1 - step.probs)
+
+
+CONFIGS = [  # (hidden, kernel_size, n_layers)
+    (4, 3, 1), (3, 1, 0), (3, 1, 2), (5, 5, 0), (6, 3, 3), (8, 7, 1), (2, 9, 2), (16, 5, 2),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"C{c[0]}-k{c[1]}-L{c[2]}")
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 0.0, 3.0])
+def test_cached_draws_what_plain_draws(config, temperature):
+    model = random_model(*config)
+    cached = sample(model, 3, seed=7, temperature=temperature, image_size=SIZE)
+    plain = sample_plain(model, 3, seed=7, temperature=temperature, image_size=SIZE)
+    assert torch.equal(cached, plain)
+    if temperature:
+        assert 0 < cached.mean() < 1  # an image of one colour would prove little
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"C{c[0]}-k{c[1]}-L{c[2]}")
+def test_cached_probabilities_are_the_full_networks(config):
+    """The cache's logit at every position equals one full forward pass on the finished image."""
+    model = random_model(*config, seed=1)
+    last = stream_end(model, 4, seed=3, image_size=SIZE)
+    assert not last.probs.isnan().any()
+    torch.testing.assert_close(drawn_probs(last), probabilities(model, last.images), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("size, all_rows", [((28, 6), range(29)), ((28, 28), (0, 1, 13, 26, 27, 28))])
+def test_completion_from_every_number_of_rows(size, all_rows):
+    model = random_model(hidden=3, kernel_size=5, n_layers=1, seed=2)
+    prefix = sample(model, 2, seed=100, image_size=size)
+    for rows in all_rows:
+        kw = dict(seed=rows, prefix=prefix, rows=rows, image_size=size)
+        cached = sample(model, 2, **kw)
+        assert torch.equal(cached[:, :, :rows], prefix[:, :, :rows]), rows
+        assert torch.equal(cached, sample_plain(model, 2, **kw)), rows
+
+
+@pytest.mark.parametrize("config", CONFIGS[:4], ids=lambda c: f"C{c[0]}-k{c[1]}-L{c[2]}")
+def test_completion_from_a_prefix_that_ends_inside_a_row(config):
+    model = random_model(*config, seed=3)
+    h, w = SIZE
+    prefix = sample(model, 2, seed=100, image_size=SIZE)
+    for k in [0, 1, w - 1, w, w + 1, 3 * w + 5, h * w - 2, h * w - 1, h * w]:
+        kw = dict(seed=k, prefix=prefix, pixels=k, temperature=[1.0, 0.0, 0.6][k % 3], image_size=SIZE)
+        cached = sample(model, 2, **kw)
+        assert torch.equal(cached.flatten(1)[:, :k], prefix.flatten(1)[:, :k]), k
+        assert torch.equal(cached, sample_plain(model, 2, **kw)), k
+        # the given pixels' probabilities are there too, and are the model's
+        last = stream_end(model, 2, **kw)
+        torch.testing.assert_close(drawn_probs(last), probabilities(model, cached), atol=1e-5, rtol=0)
+
+
+def test_one_prefix_per_image_and_rows_equal_pixels():
+    model = random_model(seed=4)
+    prefix = sample(model, 3, seed=1, image_size=SIZE)
+    out = sample(model, 3, seed=2, prefix=prefix, rows=4, image_size=SIZE)
+    assert torch.equal(out[:, :, :4], prefix[:, :, :4])
+    assert torch.equal(out, sample(model, 3, seed=2, prefix=prefix, pixels=4 * SIZE[1], image_size=SIZE))
+    one = sample(model, 3, seed=2, prefix=prefix[:1], rows=4, image_size=SIZE)  # (1, 1, H, W): for every image
+    assert torch.equal(one[:, :, :4], prefix[:1, :, :4].expand(3, -1, -1, -1))
+
+
+def test_completing_a_sample_with_its_own_seed_gives_it_back():
+    """The uniforms are drawn up front, one per pixel: the given pixels do not shift the others."""
+    model = random_model(hidden=6, kernel_size=5, n_layers=2, seed=5)
+    x = sample(model, 2, seed=11)
+    for k in (0, 1, 100, 28 * 13, 783, 784):
+        assert torch.equal(sample(model, 2, seed=11, prefix=x, pixels=k), x), k
+
+
+@pytest.mark.parametrize("name", pixelcnn.list_models())
+def test_models_in_weights(name):
+    """Shipped models: every position against a full pass, and the plain sampler on the last rows."""
+    model = pixelcnn.load_model(name)
+    last = stream_end(model, 2, seed=0)
+    assert last.position == 784 and not last.probs.isnan().any()
+    torch.testing.assert_close(drawn_probs(last), probabilities(model, last.images), atol=1e-5, rtol=0)
+    # The plain sampler costs a full pass per pixel: compare on the last few pixels only.
+    for seed, temperature in [(1, 1.0), (2, 0.0)]:
+        kw = dict(seed=seed, prefix=last.images[:1], pixels=784 - 12, temperature=temperature)
+        assert torch.equal(sample(model, 1, **kw), sample_plain(model, 1, **kw))
+
+
+def test_same_seed_same_images_and_different_seeds_differ():
+    model = random_model(seed=6)
+    a = sample(model, 4, seed=3, image_size=SIZE)
+    assert a.shape == (4, 1, *SIZE) and a.dtype == torch.float32 and a.device.type == "cpu"
+    assert set(a.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(a, sample(model, 4, seed=3, image_size=SIZE))
+    assert not torch.equal(a, sample(model, 4, seed=4, image_size=SIZE))
+    assert not torch.equal(a[0], a[1])  # the images of one call differ too
+
+
+def test_temperature_zero_takes_the_more_likely_value():
+    model = random_model(hidden=6, kernel_size=5, n_layers=2, seed=7)
+    x = sample(model, 2, seed=0, temperature=0)
+    assert torch.equal(x, sample(model, 2, seed=123, temperature=0))  # the seed plays no part
+    assert torch.equal(x[0], x[1])
+    assert torch.equal(x, (probabilities(model, x) > 0.5).float())  # every pixel, given those before it
+
+
+def test_temperature_sharpens_and_flattens():
+    """Lower temperatures draw the more likely value more often."""
+    model = random_model(hidden=6, kernel_size=5, n_layers=2, seed=8)
+    agree = {}
+    for t in (0.25, 1.0, 4.0):
+        x = sample(model, 8, seed=0, temperature=t, image_size=SIZE)
+        agree[t] = ((probabilities(model, x) > 0.5).float() == x).float().mean().item()
+    assert agree[0.25] > agree[1.0] > agree[4.0]
+
+
+@pytest.mark.parametrize("k, every", [(0, 28), (0, 1), (0, 1000), (30, 7), (99, 5), (40, 59)])
+def test_stream_schedule_and_frames(k, every):
+    model = random_model(seed=9)
+    h, w = SIZE
+    prefix = sample(model, 2, seed=5, image_size=SIZE)
+    kw = dict(seed=1, prefix=prefix, pixels=k, image_size=SIZE)
+    steps = list(sample_stream(model, 2, every=every, **kw))
+    expected = sorted({k, *range(k + every, h * w, every), h * w})
+    assert [s.position for s in steps] == expected
+    final = steps[-1].images
+    assert torch.equal(final, sample(model, 2, **kw))
+    for s in steps:
+        assert s.images.shape == s.probs.shape == (2, 1, h, w)
+        done = torch.arange(h * w) < s.position
+        assert torch.equal(s.images.flatten(1)[:, done], final.flatten(1)[:, done])
+        assert not s.images.flatten(1)[:, ~done].any()  # not drawn yet: 0
+        assert not s.probs.flatten(1)[:, done].isnan().any() and s.probs.flatten(1)[:, ~done].isnan().all()
+        assert ((s.probs.flatten(1)[:, done] > 0) & (s.probs.flatten(1)[:, done] <= 1)).all()
+
+
+def test_stream_probs_are_the_probabilities_of_the_drawn_values():
+    model = random_model(hidden=6, kernel_size=5, n_layers=2, seed=10)
+    for temperature in (1.0, 0.3):  # the model's own probabilities, whatever the temperature
+        last = stream_end(model, 3, seed=2, temperature=temperature)
+        p1 = probabilities(model, last.images)
+        expected = torch.where(last.images == 1, p1, 1 - p1)
+        torch.testing.assert_close(last.probs, expected, atol=1e-5, rtol=0)
+
+
+def test_probabilities_is_one_forward_pass():
+    model = random_model(seed=11)
+    x = sample(model, 3, seed=0, image_size=SIZE)
+    torch.testing.assert_close(probabilities(model, x), torch.sigmoid(model(x)).detach())
+    assert probabilities(model, x.bool()).shape == (3, 1, *SIZE)  # any dtype with values 0 and 1
+
+
+def test_surprise_totals():
+    model = random_model(hidden=6, kernel_size=5, n_layers=2, seed=12)
+    x = sample(model, 3, seed=0)
+    s = surprise(model, x)
+    p1 = probabilities(model, x)
+    torch.testing.assert_close(s.map, -torch.log(torch.where(x == 1, p1, 1 - p1)), atol=1e-4, rtol=1e-4)
+    assert s.map.shape == (3, 1, 28, 28) and (s.map >= 0).all()
+    torch.testing.assert_close(s.nats, s.map.sum(dim=(1, 2, 3)))
+    torch.testing.assert_close(s.bits_per_pixel, s.nats / math.log(2) / 784)
+    # nats per pixel is the training loss
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), x).item()
+    assert s.nats.mean().item() / 784 == pytest.approx(loss, rel=1e-5)
+
+
+class NoCache(torch.nn.Module):
+    """A model without step_cache: sampling falls back to the full network per pixel."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, label=None):
+        return self.model(x, label)
+
+
+def test_models_without_a_cache_are_sampled_the_plain_way():
+    model = random_model(seed=13)
+    wrapped = NoCache(model)
+    assert not hasattr(wrapped, "step_cache")
+    kw = dict(seed=4, temperature=0.8, image_size=SIZE)
+    assert torch.equal(sample(wrapped, 2, **kw), sample(model, 2, **kw))
+
+
+def test_label_reaches_a_labelled_model():
+    torch.manual_seed(0)
+    model = GatedPixelCNN(GatedPixelCNNConfig(hidden_channels=4, first_kernel_size=3, kernel_size=3,
+                                              n_layers=2, n_labels=10)).eval()
+    with torch.no_grad():
+        model.layers[0].label.weight.mul_(20)  # make the label matter
+    kw = dict(seed=0, label=3, image_size=(4, 5))
+    last = stream_end(model, 2, **kw)
+    assert torch.equal(last.images, sample_plain(model, 2, **kw))
+    torch.testing.assert_close(drawn_probs(last), probabilities(model, last.images, label=3), atol=1e-5, rtol=0)
+    assert (drawn_probs(last) - probabilities(model, last.images, label=7)).abs().max() > 0.01
+
+
+def bad_calls():
+    ok = torch.zeros(1, 1, 28, 28)
+    return {
+        "n=0": (dict(n=0), "n must be a whole number in 1"),
+        "n=-2": (dict(n=-2), "n must be"),
+        "n=1.5": (dict(n=1.5), "n must be"),
+        "n='2'": (dict(n="2"), "n must be"),
+        "prefix 3-d": (dict(prefix=torch.zeros(1, 28, 28), rows=1), r"prefix must have shape \(1, 1, 28, 28\)"),
+        "prefix wrong size": (dict(prefix=torch.zeros(1, 1, 27, 28), rows=1), "prefix must have shape"),
+        "prefix wrong batch": (dict(n=3, prefix=torch.zeros(2, 1, 28, 28), rows=1),
+                               r"\(1, 1, 28, 28\) or \(3, 1, 28, 28\)"),
+        "prefix 2 channels": (dict(prefix=torch.zeros(1, 2, 28, 28), rows=1), "prefix must have shape"),
+        "prefix 0.5": (dict(prefix=torch.full((1, 1, 28, 28), 0.5), rows=1), "prefix values must be 0 or 1"),
+        "prefix 255": (dict(prefix=ok + 255, rows=1), "0 or 1"),
+        "prefix nan": (dict(prefix=ok + math.nan, rows=1), "0 or 1"),
+        "rows -1": (dict(prefix=ok, rows=-1), r"rows must be a whole number in 0..28"),
+        "rows 29": (dict(prefix=ok, rows=29), "rows must be"),
+        "pixels -1": (dict(prefix=ok, pixels=-1), r"pixels must be a whole number in 0..784"),
+        "pixels 785": (dict(prefix=ok, pixels=785), "pixels must be"),
+        "rows and pixels": (dict(prefix=ok, rows=2, pixels=3), "rows or pixels, not both"),
+        "rows without prefix": (dict(rows=2), "needs a prefix"),
+        "pixels without prefix": (dict(pixels=2), "needs a prefix"),
+        "temperature -0.1": (dict(temperature=-0.1), "temperature must be a number >= 0"),
+        "temperature nan": (dict(temperature=math.nan), "temperature must be"),
+        "temperature inf": (dict(temperature=math.inf), "temperature must be"),
+        "temperature str": (dict(temperature="hot"), "temperature must be"),
+        "label": (dict(label=3), "no labels"),
+    }
+
+
+@pytest.mark.parametrize("case", list(bad_calls()))
+@pytest.mark.parametrize("fn", [sample, sample_plain, sample_stream], ids=lambda f: f.__name__)
+def test_bad_input_raises_a_value_error_that_says_what_was_expected(fn, case):
+    model = random_model()
+    kwargs, message = bad_calls()[case]
+    kwargs = {"n": 1, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        fn(model, **kwargs)  # sample_stream raises at the call, not at the first frame
+
+
+def test_stream_every_must_be_positive():
+    for every in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="every must be a whole number in 1"):
+            sample_stream(random_model(), 1, every=every)
+
+
+@pytest.mark.parametrize("fn", [probabilities, surprise], ids=lambda f: f.__name__)
+def test_heatmaps_reject_bad_images(fn):
+    model = random_model()
+    for images, message in [(torch.zeros(28, 28), r"images must have shape \(B, 1, H, W\)"),
+                            (torch.zeros(1, 3, 28, 28), "images must have shape"),
+                            (torch.full((1, 1, 28, 28), 0.3), "images values must be 0 or 1")]:
+        with pytest.raises(ValueError, match=message):
+            fn(model, images)
+    with pytest.raises(ValueError, match="no labels"):
+        fn(model, torch.zeros(1, 1, 28, 28), label=1)
