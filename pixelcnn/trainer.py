@@ -223,7 +223,7 @@ def fit(model, train_data: tuple[torch.Tensor, ...], test_data: tuple[torch.Tens
             # Checked after backward, on gradients that DDP has averaged: every process stops together,
             # and a finite loss with an infinite gradient stops too, before the step spoils the weights.
             grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
-            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+            if not (torch.isfinite(loss) & torch.isfinite(grad_norm)):  # one sync with the device
                 where = (f"The last good state ({saved_at[0]} epochs and {saved_at[1]} steps done) is in "
                          f"{checkpoint_path}" if saved_at else "No checkpoint was saved by this run")
                 raise TrainingDiverged(f"loss {loss.item()}, gradient norm {grad_norm.item()} at epoch "

@@ -44,6 +44,7 @@ def test_torchrun_two_processes_match_one(tiny_mnist, tmp_path, monkeypatch):
     # the two runs agree up to the rounding of the gradient all-reduce. Had both processes read the same
     # shard, or all of it, they would not.
     monkeypatch.setattr(train, "save_loss_curve", lambda history, path, **kw: None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     single = tmp_path / "single"
     assert train.main(_args(tiny_mnist, single)) == 0
     one = json.loads((single / "weights" / "pixelcnn" / "metrics.json").read_text())

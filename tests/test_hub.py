@@ -57,7 +57,7 @@ json.dump(result, open(sys.argv[1], "w"))
 def _client_env(hub_url: str, hf_home: Path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     env.update(HF_ENDPOINT=hub_url, HF_HOME=str(hf_home), HF_TOKEN=TOKEN, HF_HUB_DISABLE_TELEMETRY="1",
-               HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_XET="1", OMP_NUM_THREADS="1",
+               HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_XET="1", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="",
                PYTHONPATH=str(ROOT), **extra)
     return env
 

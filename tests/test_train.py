@@ -36,6 +36,14 @@ def quick_plots(monkeypatch):
     monkeypatch.setattr(train, "save_loss_curve", lambda history, path, **kw: None)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def cpu_only():
+    """Exact equality between runs is a CPU promise (cuDNN may pick other kernels): train on the CPU."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.cuda, "is_available", lambda: False)
+        yield
+
+
 def _stderr_lines(capsys) -> list[str]:
     """What train.py wrote to stderr, less tqdm's progress bars."""
     lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
@@ -201,7 +209,7 @@ def test_resume_after_sigkill_of_the_process(tiny_mnist, tmp_path, reference):
         "import sys, time; import pixelcnn.model as m; f = m.PixelCNN.loss\n"
         "m.PixelCNN.loss = lambda self, b: (time.sleep(0.05 if self.training else 0), f(self, b))[1]\n"
         "import train; sys.exit(train.main(sys.argv[1:]))\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.Popen([sys.executable, "-c", slow, *args(tiny_mnist, tmp_path, "--checkpoint-every", "0")],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = tmp_path / "weights" / "pixelcnn" / "metrics.json"
