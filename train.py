@@ -3,6 +3,8 @@
     python train.py                        # the recipe: 10 epochs, Adam 1e-3, batch 64
     python train.py --resume               # continue a killed run where it stopped
     python train.py --push-to-hub user/repo
+    python train.py --model gated_pixelcnn --name gated-pixelcnn --lr-schedule cosine
+    python train.py --name pixelcnn --evaluate   # remeasure the saved model's test loss
     torchrun --nproc_per_node 2 train.py   # data-parallel
 """
 
@@ -15,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from pixelcnn import PixelCNN, PixelCNNConfig, sample, save_model
+from pixelcnn import load_model, sample, save_model
 from pixelcnn.card import RECIPE_TEST_LOSS, model_card
 from pixelcnn.data import load_mnist
 from pixelcnn.plotting import save_grid, save_loss_curve
-from pixelcnn.trainer import TrainConfig, TrainingDiverged, distributed_setup, fit
-from pixelcnn.weights import atomic_write, write_json
+from pixelcnn.trainer import TrainConfig, TrainingDiverged, distributed_setup, evaluate, fit
+from pixelcnn.weights import MODEL_TYPES, ModelLoadError, atomic_write, write_json
 
 
 def parse_args(argv=None):
@@ -34,16 +36,28 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", choices=sorted(MODEL_TYPES), default="pixelcnn",
+                   help="pixelcnn: the recipe's; gated_pixelcnn: two stacks, gates, labels (default: %(default)s)")
     p.add_argument("--hidden-channels", type=int, default=64)
-    p.add_argument("--kernel-size", type=int, default=7)
-    p.add_argument("--n-layers", type=int, default=6, help="mask-B layers (default: %(default)s)")
+    p.add_argument("--kernel-size", type=int, default=None,
+                   help="kernel of the layers (pixelcnn: 7, the mask-B layers; gated_pixelcnn: 3, all but the first)")
+    p.add_argument("--first-kernel-size", type=int, default=7, help="gated_pixelcnn: the first layer's kernel")
+    p.add_argument("--n-layers", type=int, default=None,
+                   help="pixelcnn: mask-B layers (6); gated_pixelcnn: gated layers (8)")
+    p.add_argument("--n-labels", type=int, default=10, help="gated_pixelcnn: digit labels, 0 for none")
+    p.add_argument("--label-dropout", type=float, default=0.2, help="gated_pixelcnn: how often a label is dropped")
+    p.add_argument("--evaluate", action="store_true", help="only measure the test loss of OUT/NAME and print it")
     p.add_argument("--samples", type=int, default=16, help="digits in results/samples.png (default: %(default)s)")
     p.add_argument("--checkpoint-every", type=float, default=300, help="seconds between mid-epoch checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint of --name")
     p.add_argument("--push-to-hub", metavar="USER/REPO", help="upload the weights folder and plots to this Hub repo")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training and test digits (for a quick run)")
     args = p.parse_args(argv)
+    defaults = {"pixelcnn": (7, 6), "gated_pixelcnn": (3, 8)}[args.model]
+    args.kernel_size = defaults[0] if args.kernel_size is None else args.kernel_size
+    args.n_layers = defaults[1] if args.n_layers is None else args.n_layers
     for k in ("epochs", "batch_size", "hidden_channels", "kernel_size", "samples"):
         if getattr(args, k) < 1:
             p.error(f"--{k.replace('_', '-')} must be at least 1")
@@ -58,13 +72,26 @@ def parse_args(argv=None):
     return args
 
 
+def model_config(args):
+    """The config dataclass of --model, from the command line."""
+    config_cls, _ = MODEL_TYPES[args.model]
+    if args.model == "pixelcnn":
+        return config_cls(hidden_channels=args.hidden_channels, kernel_size=args.kernel_size, n_layers=args.n_layers)
+    return config_cls(hidden_channels=args.hidden_channels, first_kernel_size=args.first_kernel_size,
+                      kernel_size=args.kernel_size, n_layers=args.n_layers, n_labels=args.n_labels,
+                      label_dropout=args.label_dropout)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     rank, world, device = distributed_setup()
-    config = PixelCNNConfig(hidden_channels=args.hidden_channels, kernel_size=args.kernel_size,
-                            n_layers=args.n_layers)
-    tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                     checkpoint_every=args.checkpoint_every)
+    try:
+        config = model_config(args)
+        tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         checkpoint_every=args.checkpoint_every, lr_schedule=args.lr_schedule)
+    except ValueError as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 2
     out = Path(args.out) / args.name
     results = Path(args.results)
 
@@ -84,8 +111,11 @@ def main(argv=None) -> int:
     data_info = {"dataset": "MNIST (torchvision), binarized: pixel = 1 where value in [0, 1] > 0.5",
                  "train_images": len(train[0]), "test_images": len(test[0])}
 
+    if args.evaluate:
+        return evaluate_saved(out, test, device)
+
     torch.manual_seed(args.seed)
-    model = PixelCNN(config)
+    model = MODEL_TYPES[args.model][1](config)
     if rank == 0:
         n_params = sum(p.numel() for p in model.parameters())
         print(f"{args.name}: {config} ({n_params:,} parameters) on {device}"
@@ -110,6 +140,9 @@ def main(argv=None) -> int:
         atomic_write(out / "README.md", lambda tmp: Path(tmp).write_text(card))
         save_loss_curve(state.history, results / f"{args.name}_loss_curve.png", title=args.name,
                         reference={"label": f"recipe ({RECIPE_TEST_LOSS})", "test_loss": RECIPE_TEST_LOSS})
+        model.eval()
+        save_grid(sample(model, args.samples, seed=args.seed), results / f"{args.name}_samples.png")
+        model.train()
 
     def on_epoch(model, state):
         h = state.history[-1]
@@ -129,12 +162,7 @@ def main(argv=None) -> int:
         # Resumed a run whose last epoch was checkpointed but perhaps never written out (killed in between).
         write_outputs(model, state)
 
-    model.eval()
-    t0 = time.time()
-    images = sample(model, args.samples, seed=args.seed)
-    save_grid(images, results / f"{args.name}_samples.png")
-    print(f"wrote {out}/ and {results}/{args.name}_{{loss_curve,samples}}.png "
-          f"({args.samples} samples in {time.time() - t0:.1f} s)")
+    print(f"wrote {out}/ and {results}/{args.name}_{{loss_curve,samples}}.png")
     if args.push_to_hub:
         from pixelcnn.hub import push
 
@@ -147,6 +175,20 @@ def main(argv=None) -> int:
                   f"the weights are in {out}/", file=sys.stderr)
             return 1
         print(f"pushed to {url}")
+    return 0
+
+
+def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device) -> int:
+    """Print the test loss of the model saved in folder, as train.py measures it each epoch."""
+    try:
+        model = load_model(folder, device=device)
+    except ModelLoadError as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 1
+    t0 = time.time()
+    loss = evaluate(model, test, 1000, device)
+    print(f"{folder}: test loss {loss:.4f} nats per pixel ({loss * 784:.2f} nats per image) "
+          f"on {len(test[0]):,} digits, in {time.time() - t0:.0f} s")
     return 0
 
 

@@ -6,7 +6,30 @@ DESCRIPTIONS = {
     "pixelcnn": "the PixelCNN of van den Oord et al. 2016 (arXiv:1606.05328) as in the recipe: "
                 "a 7x7 mask-A convolution, then mask-B convolutions with ReLU, then a 1x1 "
                 "convolution to one logit per pixel",
+    "gated_pixelcnn": "the gated PixelCNN of van den Oord et al. 2016 (arXiv:1606.05328): vertical and "
+                      "horizontal stacks (no blind spot), gated tanh x sigmoid activations, residual "
+                      "connections in the horizontal stack, and a learned digit-label embedding that is "
+                      "dropped at random in training, so the one model is both unconditional and "
+                      "class-conditional. Its test loss is the unconditional -log p(x), with the label dropped",
 }
+
+
+def train_command(name: str, cfg: dict, tc: dict) -> str:
+    """The train.py command line that trains this model from scratch."""
+    from .weights import MODEL_TYPES
+
+    args = [f"--name {name}"]
+    if cfg["model_type"] != "pixelcnn":
+        args.insert(0, f"--model {cfg['model_type']}")
+    known = MODEL_TYPES.get(cfg["model_type"])
+    default_cfg = vars(known[0]()) if known else {}
+    for k, v in cfg.items():
+        if k != "model_type" and v != default_cfg.get(k):
+            args.append(f"--{k.replace('_', '-')} {v}")
+    for k, default in (("epochs", 10), ("batch_size", 64), ("lr", 1e-3), ("seed", 0), ("lr_schedule", "constant")):
+        if tc.get(k, default) != default:
+            args.append(f"--{k.replace('_', '-')} {tc[k]}")
+    return "python train.py " + " ".join(args)
 
 
 def _how_trained(metrics: dict) -> str:
@@ -62,7 +85,7 @@ the recipe reported {RECIPE_TEST_LOSS}). Train loss {last['train_loss']:.4f}.
 
 ## Training
 
-`python train.py --name {name}` with Adam (lr {tc['lr']}), batch {tc['batch_size']}, {tc['epochs']} epochs,
+`{train_command(name, cfg, tc)}`: Adam (lr {tc['lr']}, {tc.get('lr_schedule', 'constant')} schedule), batch {tc['batch_size']}, {tc['epochs']} epochs,
 binary cross-entropy, seed {tc['seed']}, on the {metrics['data']['train_images']:,} MNIST training digits.
 Trained {_how_trained(metrics)}; {metrics['wall_time_s'] / 3600:.2f} hours of training and evaluation in all.
 Every figure here was written by `train.py` from what it measured (`metrics.json`).

@@ -150,11 +150,15 @@ class GatedPixelCNN(nn.Module):
         return self.head(h)  # (B, 1, H, W)
 
     def loss(self, batch) -> torch.Tensor:
-        """Mean binary cross-entropy per pixel, in nats; the label is dropped at random in training."""
+        """Mean binary cross-entropy per pixel, in nats, of a batch (images, labels).
+
+        In training the label is replaced by "no label" at random (config.label_dropout), so one
+        model learns both p(x | label) and p(x). In eval mode the label is always dropped: the
+        loss is then the unconditional -log p(x) per pixel, comparable with unlabelled models.
+        """
         x, label = batch if isinstance(batch, (tuple, list)) else (batch, None)
-        if self.config.n_labels and label is not None and self.training and self.config.label_dropout:
-            drop = torch.rand(label.shape, device=label.device) < self.config.label_dropout
-            label = torch.where(drop, torch.full_like(label, self.config.n_labels), label)
-        elif not self.config.n_labels:
-            label = None
+        if not self.config.n_labels or not self.training or label is None:
+            return F.binary_cross_entropy_with_logits(self(x), x)
+        drop = torch.rand(label.shape, device=label.device) < self.config.label_dropout
+        label = torch.where(drop, torch.full_like(label, self.config.n_labels), label)
         return F.binary_cross_entropy_with_logits(self(x, label), x)

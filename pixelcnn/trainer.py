@@ -31,6 +31,17 @@ class TrainConfig:
     seed: int = 0
     eval_batch_size: int = 1000
     checkpoint_every: float = 300.0  # seconds between mid-epoch checkpoints
+    lr_schedule: str = "constant"  # or "cosine": from lr down to 0 over all the steps
+
+    def __post_init__(self):
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+
+    def lr_at(self, step: int, total_steps: int) -> float:
+        """The learning rate of a global step; a function of the step alone, so resuming needs no state."""
+        if self.lr_schedule == "cosine":
+            return self.lr * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0)))
+        return self.lr
 
 
 @dataclass
@@ -118,6 +129,8 @@ def load_checkpoint(path: Path, model, optimizer, device, meta: dict | None = No
         state = TrainState(**json.loads(metadata["state"]))
         param_groups = json.loads(metadata["param_groups"])
         saved_meta = json.loads(metadata["meta"])
+        # A setting added after the checkpoint was made had its default value then.
+        saved_meta["train_config"] = {**asdict(TrainConfig()), **saved_meta.get("train_config", {})}
     except (SafetensorError, OSError, KeyError, TypeError, ValueError) as e:
         reason = " ".join(f"{type(e).__name__}: {e}".split())  # one line
         raise ValueError(f"{path}: corrupt checkpoint ({reason})") from None
@@ -216,6 +229,11 @@ def fit(model, train_data: tuple[torch.Tensor, ...], test_data: tuple[torch.Tens
                    desc=f"epoch {state.epoch + 1}/{config.epochs}", mininterval=1.0, dynamic_ncols=True)
         for step in bar:
             t0 = time.monotonic()
+            global_step = state.epoch * steps + step
+            # The model's own randomness (e.g. label dropout) is a function of the step too.
+            torch.manual_seed(config.seed * 1_000_003 + global_step * 101 + rank)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(global_step, config.epochs * steps)
             b = shard[step * local_bs:(step + 1) * local_bs]
             loss = net(tuple(t[b].to(device, non_blocking=True) for t in train_data))
             optimizer.zero_grad(set_to_none=True)

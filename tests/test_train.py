@@ -16,7 +16,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import train
-from pixelcnn import PixelCNN, load_model
+from pixelcnn import PixelCNN, PixelCNNConfig, load_model
+from pixelcnn.gated import GatedPixelCNN
 from pixelcnn.trainer import TrainState, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,9 +58,9 @@ class Killed(BaseException):
 @pytest.fixture
 def kill_at(monkeypatch):
     """kill_at(n): the n-th training call of model.loss (1-based) raises Killed; evaluation calls don't count."""
-    def arm(n: int):
+    def arm(n: int, cls=PixelCNN):
         calls = {"n": 0}
-        original = PixelCNN.loss
+        original = cls.loss
 
         def loss(self, batch):
             if self.training:
@@ -68,8 +69,8 @@ def kill_at(monkeypatch):
                     raise Killed(f"killed at training step {n}")
             return original(self, batch)
 
-        monkeypatch.setattr(PixelCNN, "loss", loss)
-        return lambda: monkeypatch.setattr(PixelCNN, "loss", original)  # disarm
+        monkeypatch.setattr(cls, "loss", loss)
+        return lambda: monkeypatch.setattr(cls, "loss", original)  # disarm
     return arm
 
 
@@ -346,7 +347,7 @@ def test_missing_data_is_a_one_line_error(tmp_path, capsys, no_download):
 def test_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     import pixelcnn.trainer as trainer
 
-    model = PixelCNN(train.PixelCNNConfig(hidden_channels=2, n_layers=0))
+    model = PixelCNN(PixelCNNConfig(hidden_channels=2, n_layers=0))
     opt = torch.optim.Adam(model.parameters())
     path = tmp_path / "c.safetensors"
     save_checkpoint(path, model, opt, TrainState(epoch=1), {})
@@ -374,3 +375,52 @@ def test_a_failed_push_is_a_one_line_error_and_keeps_the_weights(tiny_mnist, tmp
     err = _one_line_error(capsys)
     assert "could not push to user/repo" in err and "Invalid credentials" in err
     assert (tmp_path / "weights" / "pixelcnn" / "model.safetensors").is_file()
+
+
+# ---- other models and settings ----
+
+def test_trains_the_gated_model_and_resumes_it_exactly(tiny_mnist, tmp_path, kill_at):
+    gated = ["--model", "gated_pixelcnn", "--name", "gated", "--n-layers", "2", "--lr-schedule", "cosine",
+             "--checkpoint-every", "0"]
+    ref = tmp_path / "ref"
+    assert train.main(args(tiny_mnist, ref, *gated)) == 0
+    m = json.loads((ref / "weights" / "gated" / "metrics.json").read_text())
+    assert m["model_config"]["model_type"] == "gated_pixelcnn" and m["model_config"]["n_labels"] == 10
+    assert m["train_config"]["lr_schedule"] == "cosine"
+    assert m["history"][-1]["test_loss"] < m["history"][0]["test_loss"]
+    card = (ref / "weights" / "gated" / "README.md").read_text()
+    assert "--model gated_pixelcnn" in card and "--lr-schedule cosine" in card and "gated PixelCNN" in card
+    assert (ref / "results" / "gated_samples.png").is_file()
+
+    # Killed mid-run and resumed: label dropout and the learning rate depend on the step alone,
+    # so the resumed run ends on exactly the same weights.
+    disarm = kill_at(12, GatedPixelCNN)
+    with pytest.raises(Killed):
+        train.main(args(tiny_mnist, tmp_path, *gated))
+    disarm()
+    assert train.main(args(tiny_mnist, tmp_path, *gated, "--resume")) == 0
+    a = load_file(tmp_path / "weights" / "gated" / "model.safetensors")
+    b = load_file(ref / "weights" / "gated" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cosine_schedule_goes_from_lr_to_zero():
+    from pixelcnn.trainer import TrainConfig
+
+    tc = TrainConfig(lr=0.01, lr_schedule="cosine")
+    assert tc.lr_at(0, 100) == 0.01 and tc.lr_at(50, 100) == pytest.approx(0.005) and tc.lr_at(100, 100) == 0
+    assert TrainConfig(lr=0.01).lr_at(99, 100) == 0.01
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")
+
+
+def test_evaluate_remeasures_the_saved_test_loss(tiny_mnist, reference, capsys):
+    capsys.readouterr()
+    assert train.main(args(tiny_mnist, reference, "--evaluate")) == 0
+    out = capsys.readouterr().out
+    assert f"test loss {_metrics(reference)['test_loss']:.4f} nats per pixel" in out
+
+
+def test_evaluate_without_weights_is_a_one_line_error(tiny_mnist, tmp_path, capsys):
+    assert train.main(args(tiny_mnist, tmp_path, "--evaluate")) == 1
+    assert "pixelcnn" in _one_line_error(capsys)
