@@ -1,10 +1,13 @@
 """PixelCNN on binarized MNIST: masked convolutions, models, sampling, data, weights and Hub I/O."""
 
 from .layers import MaskedConv2d, causal_mask
+from .gated import GatedPixelCNN, GatedPixelCNNConfig
 from .model import PixelCNN, PixelCNNConfig
+from .receptive import blind_spot, receptive_field
 from .sampling import SampleStep, Surprise, probabilities, sample, sample_plain, sample_stream, surprise
 from .weights import ModelLoadError, list_models, load_model, save_model
 
-__all__ = ["MaskedConv2d", "causal_mask", "PixelCNN", "PixelCNNConfig", "sample",
+__all__ = ["MaskedConv2d", "causal_mask", "PixelCNN", "PixelCNNConfig", "GatedPixelCNN", "GatedPixelCNNConfig",
+           "receptive_field", "blind_spot", "sample",
            "sample_plain", "sample_stream", "SampleStep", "probabilities", "surprise", "Surprise",
            "ModelLoadError", "list_models", "load_model", "save_model"]

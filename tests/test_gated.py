@@ -1,0 +1,140 @@
+"""The gated PixelCNN, and receptive fields: the recipe's blind spot and the gated model without one."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pixelcnn import PixelCNN, PixelCNNConfig, load_model, save_model
+from pixelcnn.gated import GatedPixelCNN, GatedPixelCNNConfig
+from pixelcnn.receptive import blind_spot, receptive_field
+from test_model import _reachable
+
+
+def gated(seed=0, **kw) -> GatedPixelCNN:
+    torch.manual_seed(seed)
+    return GatedPixelCNN(GatedPixelCNNConfig(**{"hidden_channels": 8, "n_layers": 3, **kw})).eval()
+
+
+def gated_reach(config: GatedPixelCNNConfig, i: int, j: int, size: int = 28) -> torch.Tensor:
+    """Every earlier pixel the logit at (i, j) can reach, from the architecture's arithmetic.
+
+    The vertical stack widens by first_kernel_size // 2, then kernel_size // 2 per layer, up
+    and sideways; the horizontal stack sees it one row down, and the pixels to its left.
+    """
+    w = config.first_kernel_size // 2 + (config.n_layers - 1) * (config.kernel_size // 2)
+    reach = torch.zeros(size, size, dtype=torch.bool)
+    reach[max(i - w - 1, 0):i, max(j - w, 0):j + w + 1] = True  # the rows above
+    reach[i, max(j - w - 1, 0):j] = True  # the row itself, left of the pixel
+    return reach
+
+
+# ---- receptive fields ----
+
+PIXELS = [(0, 0), (0, 5), (1, 0), (5, 27), (13, 13), (27, 14), (27, 27)]
+
+
+@pytest.mark.parametrize("kw", [{}, {"first_kernel_size": 5, "kernel_size": 5, "n_layers": 2},
+                                {"n_layers": 1}, {"n_labels": 0}])
+@pytest.mark.parametrize("i, j", PIXELS)
+def test_gated_model_sees_every_earlier_pixel_in_reach_and_nothing_later(kw, i, j):
+    model = gated(**kw)
+    field = receptive_field(model, i, j)
+    assert torch.equal(field, gated_reach(model.config, i, j))
+    assert not blind_spot(model, i, j)[gated_reach(model.config, i, j)].any()  # nothing in reach is blind
+
+
+def test_gated_model_with_a_label_has_the_same_field():
+    model = gated()
+    assert torch.equal(receptive_field(model, 20, 9, label=3), gated_reach(model.config, 20, 9))
+
+
+@pytest.mark.parametrize("i, j", PIXELS)
+def test_recipe_model_field_is_what_its_masks_compose_to(i, j):
+    torch.manual_seed(0)
+    model = PixelCNN(PixelCNNConfig(hidden_channels=16, n_layers=2)).eval()
+    expected = _reachable(model.config, 28, 28)[i * 28 + j].reshape(28, 28)
+    assert torch.equal(receptive_field(model, i, j), expected)
+
+
+def test_recipe_model_has_a_blind_spot_above_and_to_the_right():
+    """The recipe's stack (7x7, six mask-B layers) cannot see a wedge of earlier pixels."""
+    torch.manual_seed(0)
+    model = PixelCNN(PixelCNNConfig()).eval()  # the recipe's shape
+    blind = blind_spot(model, 27, 14)
+    # Each layer reaches one row up and three columns right, and no further right within a row:
+    # d rows up, nothing right of column 14 + 3d is seen, for d = 1..4.
+    for d in range(1, 5):
+        assert blind[27 - d, 14 + 3 * d + 1:].all() and not blind[27 - d, :14 + 3 * d + 1].any()
+    assert not blind[6:23].any() and not blind[27].any()  # five rows up and more, and its own row: all seen
+    assert blind[:6].all()  # beyond reach: 7 layers reach 3 rows up each, 21 in all
+    # The wedge is there for a pixel in the middle too: the pixel just above and 4 right is blind.
+    assert blind_spot(model, 10, 10)[9, 14:].all()
+    # The gated model of the same depth sees every earlier pixel the recipe's misses, where in reach.
+    g = gated(hidden_channels=16, n_layers=7, first_kernel_size=7, kernel_size=7)
+    assert not (blind & receptive_field(g, 27, 14).logical_not() & gated_reach(g.config, 27, 14)).any()
+    assert receptive_field(g, 27, 14)[26, 21:].all()
+
+
+def test_receptive_field_rejects_a_pixel_outside():
+    with pytest.raises(ValueError, match="inside the 28x28"):
+        receptive_field(gated(), 28, 0)
+
+
+# ---- the gated model ----
+
+def test_labels_change_the_logits_and_none_is_its_own_label():
+    model = gated()
+    x = (torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    with torch.no_grad():
+        base = model(x)
+        assert not torch.equal(model(x, 3), base)
+        assert torch.equal(model(x, torch.full((4,), 10)), base)  # label 10 is "no label"
+        assert torch.equal(model(x, torch.tensor([3, 3, 3, 3])), model(x, 3))
+
+
+@pytest.mark.parametrize("bad, match", [(11, "labels must be in"), (-1, "labels must be in"),
+                                        (torch.zeros(3, dtype=torch.long), "shape")])
+def test_bad_labels(bad, match):
+    with pytest.raises(ValueError, match=match):
+        gated()(torch.zeros(4, 1, 28, 28), bad)
+
+
+def test_unlabelled_model_refuses_a_label():
+    with pytest.raises(ValueError, match="no labels"):
+        gated(n_labels=0)(torch.zeros(1, 1, 28, 28), 3)
+
+
+def test_eval_loss_is_the_unconditional_loss_whatever_the_labels():
+    model = gated()
+    x = (torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(2)) > 0.5).float()
+    labels = torch.tensor([1, 2, 3, 4])
+    with torch.no_grad():
+        expected = F.binary_cross_entropy_with_logits(model(x), x)
+        assert torch.equal(model.loss((x, labels)), expected)
+
+
+def test_training_loss_drops_labels_at_the_configured_rate():
+    seen = []
+    model = gated(label_dropout=0.25).train()
+    model.layers[0].label.register_forward_hook(lambda m, inp, out: seen.append(inp[0].clone()))
+    torch.manual_seed(0)
+    model.loss((torch.zeros(4000, 1, 4, 4), torch.full((4000,), 7)))
+    dropped = (seen[0] == 10).float().mean().item()
+    assert 0.2 < dropped < 0.3 and set(seen[0].tolist()) == {7, 10}
+
+
+@pytest.mark.parametrize("kw", [{"kernel_size": 4}, {"first_kernel_size": 1}, {"n_layers": 0},
+                                {"label_dropout": 1.5}, {"n_labels": -1}, {"model_type": "pixelcnn"}])
+def test_config_validation(kw):
+    with pytest.raises(ValueError):
+        GatedPixelCNNConfig(**kw)
+
+
+def test_saves_and_loads_by_model_type(tmp_path):
+    model = gated()
+    save_model(model, tmp_path / "g")
+    loaded = load_model(tmp_path / "g")
+    assert isinstance(loaded, GatedPixelCNN) and loaded.config == model.config
+    x = torch.zeros(1, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded(x, 5), model(x, 5))
