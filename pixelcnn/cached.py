@@ -27,7 +27,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 try:
     from threadpoolctl import ThreadpoolController
@@ -100,7 +100,7 @@ class _Layer(NamedTuple):
     """One masked convolution of a PixelCNNCache, with c = k // 2."""
 
     w_row: np.ndarray  # (taps * in, out): weights on the pixels of the output's own row
-    w_top: np.ndarray  # (c * in * k, out): weights on the rows above
+    w_top: np.ndarray  # (c * k * in, out): weights on the rows above
     bias: np.ndarray  # (out,)
     x: np.ndarray  # (n, H + c, W + 2c, in): the layer's input, zero-padded as the convolution pads it
     above: np.ndarray  # (n, W, out): bias + what the current row's outputs see in the rows above
@@ -127,7 +127,7 @@ class PixelCNNCache:
             self.layers.append(_Layer(
                 w_row=np.ascontiguousarray(w[:, :, c, :taps].transpose(2, 1, 0).reshape(taps * c_in, c_out),
                                            np.float32),
-                w_top=np.ascontiguousarray(w[:, :, :c].transpose(2, 1, 3, 0).reshape(c * c_in * k, c_out),
+                w_top=np.ascontiguousarray(w[:, :, :c].transpose(2, 3, 1, 0).reshape(c * k * c_in, c_out),
                                            np.float32),
                 bias=conv.bias.detach().cpu().numpy().astype(np.float32),
                 x=np.zeros((n, height + c, width + 2 * c, c_in), np.float32),
@@ -138,6 +138,7 @@ class PixelCNNCache:
         self.head_w = model.head.weight.detach().cpu().numpy().reshape(hidden).astype(np.float32)  # (C,)
         self.head_b = model.head.bias.item()
         self.row, self.now = -1, []  # the row being drawn, and views into it (see _start_row)
+        self.zero = np.float32(0)  # for the ReLU: a float32 scalar is the cheapest to broadcast
 
     @torch.inference_mode()
     def begin(self, x: torch.Tensor, k: int) -> np.ndarray:
@@ -164,9 +165,12 @@ class PixelCNNCache:
         n, c, width = self.n, self.c, self.width
         for layer in self.layers:
             rows = layer.x[:, i:i + c]  # (n, c, W + 2c, in): rows i - c .. i - 1
-            windows = sliding_window_view(rows, 2 * c + 1, axis=2)  # (n, c, W, in, k): [.., j, :, dc] is column j + dc
-            windows = windows.transpose(0, 2, 1, 3, 4).reshape(n * width, -1)  # (n * W, c * in * k), a copy
-            np.dot(windows, layer.w_top, out=layer.above.reshape(n * width, -1))
+            # What the output at column j sees: in each row, columns j .. j + 2c (padded), all
+            # channels, which lie side by side in memory. A read-only view, then one copy.
+            s = rows.strides
+            windows = as_strided(rows, (n, width, c, (2 * c + 1) * rows.shape[-1]), (s[0], s[2], s[1], s[3]),
+                                 writeable=False)  # (n, W, c, k * in)
+            np.dot(windows.reshape(n * width, -1), layer.w_top, out=layer.above.reshape(n * width, -1))
             np.add(layer.above, layer.bias, out=layer.above)  # (n, W, out)
         r = i + c
         outputs = [layer.x for layer in self.layers[1:]] + [self.top]
@@ -180,11 +184,12 @@ class PixelCNNCache:
         i, j = divmod(p, self.width)
         if i != self.row:
             self._start_row(i)
+        zero = self.zero
         for x_row, y_row, c_in, c_out, w_row, above, out in self.now:
             a = j * c_in  # padded column j is column j - c: the first pixel of the window
             np.dot(x_row[:, a:a + len(w_row)], w_row, out=out)  # the own row's part: (n, taps * in) @ (taps * in, out)
             np.add(out, above[:, j], out=out)
-            np.maximum(out, 0, out=y_row[:, j * c_out:(j + 1) * c_out])  # ReLU, into the next layer's input
+            np.maximum(out, zero, out=y_row[:, j * c_out:(j + 1) * c_out])  # ReLU, into the next layer's input
         return np.dot(y_row[:, j * c_out:(j + 1) * c_out], self.head_w) + self.head_b  # (n,)
 
     def put(self, p: int, bits: np.ndarray) -> None:
