@@ -3,6 +3,7 @@
     python train.py                        # the recipe: 10 epochs, Adam 1e-3, batch 64
     python train.py --resume               # continue a killed run where it stopped
     python train.py --push-to-hub user/repo
+    python train.py --push-only --push-to-hub user/repo   # upload weights/pixelcnn as it is
     python train.py --model gated_pixelcnn --name gated-pixelcnn --lr-schedule cosine
     python train.py --name pixelcnn --evaluate   # remeasure the saved model's test loss
     torchrun --nproc_per_node 2 train.py   # data-parallel
@@ -53,6 +54,8 @@ def parse_args(argv=None):
     p.add_argument("--checkpoint-every", type=float, default=300, help="seconds between mid-epoch checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint of --name")
     p.add_argument("--push-to-hub", metavar="USER/REPO", help="upload the weights folder and plots to this Hub repo")
+    p.add_argument("--push-only", action="store_true",
+                   help="do not train: upload OUT/NAME and its plots to --push-to-hub")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training and test digits (for a quick run)")
     args = p.parse_args(argv)
     defaults = {"pixelcnn": (7, 6), "gated_pixelcnn": (3, 8)}[args.model]
@@ -69,6 +72,8 @@ def parse_args(argv=None):
         from pixelcnn.hub import is_repo_id
         if not is_repo_id(args.push_to_hub):
             p.error(f"--push-to-hub wants a repo id like user/repo, got {args.push_to_hub!r}")
+    if args.push_only and not args.push_to_hub:
+        p.error("--push-only needs --push-to-hub USER/REPO")
     return args
 
 
@@ -94,6 +99,8 @@ def main(argv=None) -> int:
         return 2
     out = Path(args.out) / args.name
     results = Path(args.results)
+    if args.push_only:
+        return push_outputs(args, out, results)
 
     # Under torchrun, rank 0 fetches the files first, so that no two processes download or unpack at once.
     if world > 1 and rank != 0:
@@ -163,18 +170,25 @@ def main(argv=None) -> int:
         write_outputs(model, state)
 
     print(f"wrote {out}/ and {results}/{args.name}_{{loss_curve,samples}}.png")
-    if args.push_to_hub:
-        from pixelcnn.hub import push
+    return push_outputs(args, out, results) if args.push_to_hub else 0
 
-        try:
-            url = push(args.push_to_hub, out, extra_files={f"results/{p.name}": p for p in (
-                results / f"{args.name}_loss_curve.png", results / f"{args.name}_samples.png")})
-        except Exception as e:  # no token, no network, no rights: the weights are saved all the same
-            reason = " ".join(str(e).split())[:300]
-            print(f"train.py: error: could not push to {args.push_to_hub} ({type(e).__name__}: {reason}); "
-                  f"the weights are in {out}/", file=sys.stderr)
-            return 1
-        print(f"pushed to {url}")
+
+def push_outputs(args, out: Path, results: Path) -> int:
+    """Upload the weights folder and its plots to args.push_to_hub; 1 with a one-line error if that fails."""
+    from pixelcnn.hub import push
+
+    if not (out / "model.safetensors").is_file():
+        print(f"train.py: error: nothing to push: {out}/model.safetensors does not exist", file=sys.stderr)
+        return 1
+    plots = [results / f"{args.name}_loss_curve.png", results / f"{args.name}_samples.png"]
+    try:
+        url = push(args.push_to_hub, out, extra_files={f"results/{p.name}": p for p in plots if p.is_file()})
+    except Exception as e:  # no token, no network, no rights: the weights are saved all the same
+        reason = " ".join(str(e).split())[:300]
+        print(f"train.py: error: could not push to {args.push_to_hub} ({type(e).__name__}: {reason}); "
+              f"the weights are in {out}/", file=sys.stderr)
+        return 1
+    print(f"pushed to {url}")
     return 0
 
 

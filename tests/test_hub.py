@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow  # each scenario runs the client in a fresh Python
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "hf_FakeTokenForTests0123456789"
 REPO = "user/tiny-pixelcnn"
+OTHER = "user/pushed-only"
 
 # Runs in the subprocess: train and push with train.py, then load from the Hub.
 PUSH_AND_LOAD = r"""
@@ -32,6 +33,7 @@ hub = pixelcnn.load_model("%(repo)s")
 result["same_outputs"] = torch.equal(local(x), hub(x))
 from pixelcnn.hub import download, push
 result["folder"] = str(download("%(repo)s"))
+result["push_only_rc"] = train.main(sys.argv[2:-1] + ["%(other)s", "--push-only"])  # no training
 result["repush"] = push("%(repo)s", sys.argv[sys.argv.index("--out") + 1] + "/pixelcnn")  # unchanged: no new commit
 for name, kwargs in [("user/missing", {}), ("%(repo)s", {"revision": "no-such-branch"})]:
     try:
@@ -39,7 +41,7 @@ for name, kwargs in [("user/missing", {}), ("%(repo)s", {"revision": "no-such-br
     except pixelcnn.ModelLoadError as e:
         result.setdefault("errors", []).append(str(e))
 json.dump(result, open(sys.argv[1], "w"))
-""" % {"repo": REPO}
+""" % {"repo": REPO, "other": OTHER}
 
 # Runs in the subprocess once the Hub is gone: the cached copy, and a repo never downloaded.
 LOAD_OFFLINE = r"""
@@ -100,6 +102,13 @@ def test_train_py_pushes_the_saved_files_byte_for_byte(session):
     assert files["results/pixelcnn_loss_curve.png"] == (results / "pixelcnn_loss_curve.png").read_bytes()
     assert files["results/pixelcnn_samples.png"] == (results / "pixelcnn_samples.png").read_bytes()
     assert "pushed to " in session["push_proc"].stdout
+
+
+def test_push_only_uploads_the_saved_model_without_training(session):
+    assert session["online"]["push_only_rc"] == 0
+    assert session["hub"].files(OTHER) == session["hub"].files(REPO)
+    assert session["push_proc"].stdout.count("pushed to ") == 2
+    assert len([line for line in session["push_proc"].stdout.splitlines() if "train / " in line]) == 1  # one run
 
 
 def test_the_token_is_sent_but_never_printed(session):

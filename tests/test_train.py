@@ -424,3 +424,14 @@ def test_evaluate_remeasures_the_saved_test_loss(tiny_mnist, reference, capsys):
 def test_evaluate_without_weights_is_a_one_line_error(tiny_mnist, tmp_path, capsys):
     assert train.main(args(tiny_mnist, tmp_path, "--evaluate")) == 1
     assert "pixelcnn" in _one_line_error(capsys)
+
+
+def test_push_only_without_saved_weights_is_a_one_line_error(tiny_mnist, tmp_path, capsys):
+    assert train.main(args(tiny_mnist, tmp_path, "--push-only", "--push-to-hub", "user/repo")) == 1
+    assert "nothing to push" in _one_line_error(capsys)
+
+
+def test_push_only_needs_a_repo(tiny_mnist, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train.main(args(tiny_mnist, tmp_path, "--push-only"))
+    assert "--push-only needs --push-to-hub" in capsys.readouterr().err
