@@ -49,7 +49,15 @@ LEGEND = ("<div style='display:flex;gap:.5em;align-items:center;font-size:.85em'
           "height:.8em;background:linear-gradient(to right," + ",".join(f"rgb{tuple(int(v) for v in c)}"
                                                                         for c in VIRIDIS) + ")'></div>{hi}</div>")
 CSS = ".pixels img { image-rendering: pixelated; }"  # launch(css=CSS): keep upscaled pixels sharp
-BRUSH_ON = """() => { document.querySelectorAll('.sketch button[aria-label="Brush"]').forEach(b => b.click()); }"""
+# Select the brush of each sketchpad once it is on the page (a tab draws its content when first opened)
+BRUSH_ON = """() => {
+    const pick = () => document.querySelectorAll('.sketch').forEach(pad => {
+        const brush = pad.querySelector('button[aria-label="Brush"]');
+        if (brush && !pad.dataset.brushOn) { pad.dataset.brushOn = '1'; brush.click(); }
+    });
+    pick();
+    new MutationObserver(pick).observe(document.body, {childList: true, subtree: true});
+}"""
 
 EMPTY = "The canvas is empty: draw a digit (or pick an example) first."
 FULL = ("The canvas is almost all ink ({:.0%} of it), but a digit is a few strokes on an empty background. "
@@ -142,9 +150,9 @@ def to_rgba(image) -> np.ndarray:
     if f > 1:  # shrink by averaging f x f blocks
         h, w = a.shape[0] // f * f, a.shape[1] // f * f
         a = a[:h, :w].reshape(h // f, f, w // f, f, -1).mean(axis=(1, 3))
-    gray, color = {1: (a, None), 2: (a[..., :1], a[..., 1:]), 3: (a, None), 4: (a[..., :3], a[..., 3:])}[a.shape[2]]
-    rgb = np.broadcast_to(gray, (*a.shape[:2], 3))
-    alpha = np.ones_like(a[..., :1]) if color is None else color
+    c = a.shape[2]  # 1: gray, 2: gray + alpha, 3: RGB, 4: RGBA
+    rgb = a[..., :3] if c >= 3 else np.repeat(a[..., :1], 3, axis=2)
+    alpha = a[..., c - 1:] if c in (2, 4) else np.ones_like(a[..., :1])
     return np.concatenate([rgb, alpha], axis=2)
 
 
@@ -282,18 +290,22 @@ def paced(frames: Iterator, fps: float) -> Iterator:
         yield frame
 
 
-def pick_seed(seed: float | None, random_seed: bool) -> int:
-    if random_seed or seed is None:
-        return random.randrange(2**31)
-    if seed != int(seed) or not 0 <= seed < 2**63:
-        raise InputError(f"The seed must be a whole number from 0, got {seed}.")
-    return int(seed)
-
-
-def whole(name: str, value: float, lo: int, hi: int) -> int:
-    if value is None or value != int(value) or not lo <= value <= hi:
+def whole(name: str, value, lo: int, hi: int) -> int:
+    """value as an int, or an InputError that says what was expected."""
+    try:
+        ok = value == int(value) and lo <= value <= hi
+    except (TypeError, ValueError, OverflowError):  # None, NaN, infinity, text
+        ok = False
+    if not ok:
         raise InputError(f"The {name} must be a whole number from {lo} to {hi}, got {value}.")
     return int(value)
+
+
+def pick_seed(seed, random_seed: bool) -> int:
+    """The seed to use: a fresh one if asked for, or if the box is empty."""
+    if random_seed or seed is None:
+        return random.randrange(2**31)
+    return whole("seed", seed, 0, 2**63 - 1)
 
 
 def progress(step: pixelcnn.SampleStep, start: int, seconds: float) -> str:
@@ -317,7 +329,7 @@ def generate(n: int, seed: float, random_seed: bool, temperature: float, model_n
         used = pick_seed(seed, random_seed)
         model = get_model(model_name)
         steps = pixelcnn.sample_stream(model, n, seed=used, temperature=temperature)
-    except (InputError, ModelLoadError, ValueError) as e:
+    except ValueError as e:  # InputError, ModelLoadError, the sampler's checks
         yield None, None, seed, f"⚠️ {e}"
         return
     t0 = time.perf_counter()
@@ -357,7 +369,7 @@ def complete(drawing, rows: int, n: int, seed: float, random_seed: bool, tempera
         model = get_model(model_name)
         prefix = torch.from_numpy(digit)[None, None]  # (1, 1, 28, 28)
         steps = pixelcnn.sample_stream(model, n, seed=used, prefix=prefix, rows=rows, temperature=temperature)
-    except (InputError, ModelLoadError, ValueError) as e:
+    except ValueError as e:  # InputError, ModelLoadError, the sampler's checks
         yield None, None, seed, f"⚠️ {e}"
         return
     t0 = time.perf_counter()
@@ -394,8 +406,11 @@ def inspect_digit(drawing, model_name: str) -> tuple[np.ndarray | None, np.ndarr
 
 # --- the page --------------------------------------------------------------------------------
 
-def picture(label: str) -> gr.Image:
-    return gr.Image(label=label, format="png", interactive=False, buttons=["download"], elem_classes="pixels")
+def picture(label: str, caption: str) -> gr.Image:
+    """An output picture under a caption (Gradio's own label would float over the picture's top rows)."""
+    gr.Markdown(caption)
+    return gr.Image(label=label, show_label=False, format="png", interactive=False, buttons=["download"],
+                    elem_classes="pixels")
 
 
 def sketchpad() -> gr.Sketchpad:
@@ -405,9 +420,8 @@ def sketchpad() -> gr.Sketchpad:
 
 
 def sampling_options(random_default: bool) -> tuple[gr.Number, gr.Checkbox, gr.Slider]:
-    with gr.Row():
-        seed = gr.Number(0, label="Seed", precision=0, minimum=0, scale=2)
-        random_seed = gr.Checkbox(random_default, label="random", scale=1)
+    seed = gr.Number(0, label="Seed", precision=0, minimum=0)
+    random_seed = gr.Checkbox(random_default, label="Random seed", info="a new seed each time, shown above")
     temperature = gr.Slider(0, 2, 1.0, step=0.05, label="Temperature", info="below 1: bolder and more typical; 0: always the likelier pixel")
     return seed, random_seed, temperature
 
@@ -428,16 +442,16 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
                         go = gr.Button("Generate", variant="primary")
                         stop = gr.Button("Stop", variant="stop")
                 with gr.Column(scale=2):
-                    digits = picture("Digits (the red pixel is drawn next)")
+                    digits = picture("Digits", "**Digits**, the red pixel is drawn next")
                 with gr.Column(scale=2):
-                    heat = picture("Probability of each drawn pixel's value")
+                    heat = picture("Probabilities", "**Probability** with which each pixel got its value")
                     gr.HTML(LEGEND.format(lo="0", hi="1"))
             status = gr.Markdown()
             event = go.click(generate, [n, seed, random_seed, temperature, picker], [digits, heat, seed, status],
                              api_name="generate", concurrency_id="sampler", concurrency_limit=4)
             stop.click(None, cancels=[event])
 
-        with gr.Tab("Complete") as complete_tab:
+        with gr.Tab("Complete"):
             with gr.Row():
                 with gr.Column(scale=2, min_width=300):
                     pad = sketchpad()
@@ -450,9 +464,9 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
                         c_stop = gr.Button("Stop", variant="stop")
                     gr.Examples(EXAMPLES, pad, label="MNIST test digits")
                 with gr.Column(scale=1, min_width=200):
-                    view = picture("What the model sees: it keeps the rows above the line")
+                    view = picture("Model view", "**What the model sees**: it keeps the rows above the line")
                 with gr.Column(scale=2):
-                    completions = picture("Completions")
+                    completions = picture("Completions", "**Completions**")
             c_status = gr.Markdown()
             pad.change(preview, [pad, rows], [view, c_status], show_progress="hidden", trigger_mode="always_last",
                        api_name="preview")
@@ -462,18 +476,18 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
                                  concurrency_id="sampler", concurrency_limit=4)
             c_stop.click(None, cancels=[c_event])
 
-        with gr.Tab("Inspect") as inspect_tab:
+        with gr.Tab("Inspect"):
             with gr.Row():
                 with gr.Column(scale=2, min_width=300):
                     i_pad = sketchpad()
                     i_go = gr.Button("Inspect", variant="primary")
                 with gr.Column(scale=1, min_width=180):
-                    i_view = picture("What the model sees")
+                    i_view = picture("Model view", "**What the model sees**")
                 with gr.Column(scale=1, min_width=180):
-                    p_map = picture("P(pixel = 1 | pixels before it)")
+                    p_map = picture("P(pixel = 1)", "**P(pixel = 1 | the pixels before it)**")
                     gr.HTML(LEGEND.format(lo="0", hi="1"))
                 with gr.Column(scale=1, min_width=180):
-                    s_map = picture("Surprise: -log P(pixel's value), nats")
+                    s_map = picture("Surprise", "**Surprise**: -log P(the pixel's value), in nats")
                     gr.HTML(LEGEND.format(lo="0", hi=f"≥ {SURPRISE_MAX}"))
             i_text = gr.Markdown()
             i_outputs = [i_view, p_map, s_map, i_text]
@@ -481,9 +495,7 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
             examples = gr.Examples(EXAMPLES, i_pad, label="MNIST test digits")
             examples.load_input_event.then(inspect_digit, [i_pad, picker], i_outputs, api_visibility="private")
 
-        # The sketchpads open with their brush selected: no extra click before drawing.
-        for trigger in (demo.load, complete_tab.select, inspect_tab.select):
-            trigger(None, js=BRUSH_ON)
+        demo.load(None, js=BRUSH_ON)  # the sketchpads open with their brush selected: no extra click
     demo.queue(max_size=64)
     return demo
 
