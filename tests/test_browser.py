@@ -1,0 +1,112 @@
+"""app.py in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+Draws a 7 on the sketchpad with the mouse, completes it, checks that completions appear,
+stops a running generation, and saves the page as docs/screenshot.png for the README.
+The screenshot shows the shipped model (weights/pixelcnn) when it is there.
+"""
+
+import os
+import socket
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import pytest  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing: `apt-get install chromium` (tests/run.sh does it)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
+
+import torch  # noqa: E402
+
+import app  # noqa: E402
+import pixelcnn  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT = ROOT / "docs" / "screenshot.png"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    if "pixelcnn" in pixelcnn.list_models():
+        model = "pixelcnn"
+    else:
+        torch.manual_seed(0)
+        config = pixelcnn.PixelCNNConfig(hidden_channels=8, kernel_size=3, n_layers=1)
+        model = str(pixelcnn.save_model(pixelcnn.PixelCNN(config), tmp_path_factory.mktemp("models") / "tiny"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = app.build_demo(model)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=app.CSS)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(url):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 980})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        yield page
+        browser.close()
+
+
+def draw(page, canvas, strokes):
+    """Drag the mouse along each stroke; points are fractions of the drawing area around its centre."""
+    box = canvas.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    side = 0.8 * min(box["width"], box["height"])  # the square drawing area sits in the middle
+    for stroke in strokes:
+        points = [(cx + (x - 0.5) * side, cy + (y - 0.5) * side) for x, y in stroke]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for (x0, y0), (x1, y1) in zip(points, points[1:]):
+            for t in range(1, 11):
+                page.mouse.move(x0 + (x1 - x0) * t / 10, y0 + (y1 - y0) * t / 10)
+        page.mouse.up()
+
+
+def shown(image) -> bool:
+    """A gr.Image holds a loaded picture."""
+    return image.locator("img").count() > 0 and image.locator("img").first.evaluate(
+        "img => img.complete && img.naturalWidth > 0")
+
+
+def test_draw_complete_and_screenshot(page):
+    page.get_by_role("tab", name="Complete").click()
+    tab = page.locator("div[role=tabpanel]:visible")
+    canvas = tab.locator(".sketch canvas").first
+    canvas.wait_for(state="visible")
+    page.wait_for_timeout(500)
+    # No click on the brush first: it must be ready when the page opens.
+    draw(page, canvas, [[(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]])
+    view = tab.locator(".pixels").nth(0)
+    page.wait_for_function("el => el.querySelector('img') && el.querySelector('img').naturalWidth > 0",
+                           arg=view.element_handle())
+    tab.get_by_role("button", name="Complete", exact=True).click()
+    page.get_by_text("Drew", exact=False).first.wait_for()
+    completions = tab.locator(".pixels").nth(1)
+    assert shown(view) and shown(completions)
+    assert "completions of the top 14 rows" in tab.inner_text()
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))
+    assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_stop_cancels_a_running_generation(page, monkeypatch):
+    monkeypatch.setattr(app, "FPS", 4)  # 29 frames: about 7 s
+    page.get_by_role("tab", name="Generate").click()
+    tab = page.locator("div[role=tabpanel]:visible")
+    tab.get_by_role("button", name="Generate", exact=True).click()
+    page.get_by_text("Drawing row", exact=False).first.wait_for()
+    tab.get_by_role("button", name="Stop", exact=True).click()
+    page.wait_for_timeout(2500)
+    assert shown(tab.locator(".pixels").nth(0))
+    assert "Drew" not in tab.inner_text()
