@@ -1,5 +1,5 @@
 """Logits one pixel at a time: the interface the sampling loop uses, the reference that runs
-the full network for every pixel, and the fast cache for PixelCNN [1].
+the full network for every pixel, and the fast caches [1] for PixelCNN and GatedPixelCNN.
 
 The sampling loop in sampling.py asks a `StepCache` for the logit of pixel p (raster order),
 draws the pixel, and hands it back with put(p, ...), for p = k, k + 1, ..., H * W - 1.
@@ -14,6 +14,8 @@ once row i starts, and the pixels i, j - k//2 .. j of its own row (.. j - 1 for 
     own row:    per pixel and per layer, one (n, (k//2 + 1) * C) @ ((k//2 + 1) * C, C) product
 
 So each layer's output at each position is computed exactly once, as in one forward pass.
+The gated cache does the same with the gated model's two stacks: the vertical stack a row at
+a time, the horizontal one a position per layer (see GatedPixelCNNCache).
 The inner loop is in numpy, not torch: at 784 pixels x (layers + head) steps a digit, the
 cost is the call overhead, and a numpy call costs about a microsecond, a torch call several.
 
@@ -195,3 +197,197 @@ class PixelCNNCache:
     def put(self, p: int, bits: np.ndarray) -> None:
         i, j = divmod(p, self.width)
         self.layers[0].x[:, i + self.c, j + self.c, 0] = bits
+
+
+class _GatedLayer(NamedTuple):
+    """One gated layer of a GatedPixelCNNCache, with c = k // 2 and 2C pre-activation channels."""
+
+    c: int
+    w_v: np.ndarray  # ((c + 1) * k * in, 2C): the vertical convolution
+    b_v: np.ndarray  # (2C,): its bias
+    y: np.ndarray  # (n, 1, 2C): the label embedding, gate half halved
+    w_link: np.ndarray  # (2C, 2C): the 1x1 link; its gate outputs halved
+    base: np.ndarray  # (n, 2C): constant part of the horizontal pre-activations, gate half halved
+    v: np.ndarray  # (n, H + c, W + 2c, in): the vertical input, zero-padded as the convolution pads it
+    v_pre: np.ndarray  # (n, W, 2C): vertical pre-activations of the last row computed (before the label), or 0
+    v_gate: np.ndarray  # (n, W, 2C): scratch for the vertical gate
+    h: np.ndarray  # (n, c + W + 1, in): the current row of the horizontal input after c padding columns
+    # (the first layer's is x shifted right by one: x[i, j] at c + 1 + j)
+    pre: np.ndarray  # (n, 2C): scratch for one position's horizontal pre-activations
+    out: np.ndarray  # (n, C): scratch for one position's output
+    above: np.ndarray  # (n, W, 2C): what the current row's horizontal pre-activations get from above
+
+
+class GatedPixelCNNCache:
+    """The StepCache of a GatedPixelCNN (gated.py) [1].
+
+    The vertical stack's row i sees rows <= i of its input, and reaches the horizontal stack
+    only at row i + 1, through the link (shifted down): so, once row i is drawn, it is computed
+    for the whole row, every layer, and the link gives each layer's `above` for row i + 1.
+    The horizontal stack sees only its own row, to the left: per pixel and per layer
+
+        pre = h[j - c .. j] @ w_h + above[j]                (n, (c + 1) * in) @ ((c + 1) * in, 2C)
+        out = gate(pre) @ w_out + b_out + h[j]              (residual: not in the first layer)
+
+    then the head on the last layer's out. Six numpy calls a layer, thanks to two rewrites:
+
+    - the gate: sigmoid(g) = (1 + tanh(g / 2)) / 2. With the gate half of w_h and above
+      halved, one tanh gives [tanh(f) | tanh(g / 2)], one product [t | t * tanh(g / 2)], and
+      w_out stacked twice and halved, [w_out; w_out] / 2, finishes the gate in the product.
+    - the out biases: the horizontal input of layer l > 0 is kept less B = the sum of b_out
+      of the layers 1 .. l - 1 before it (the residuals carry them along). The padding is then
+      -B, not 0, so the window is exact up to the constant B @ w_h, which is in `base`; the
+      head adds B back. So `out` goes to the next layer with one add, the residual's.
+    """
+
+    def __init__(self, model, n: int, height: int, width: int, label=None):
+        device = model.head[-1].weight.device
+        index = model.label_index(label, n, device)  # raises on a label the model cannot take
+        self.model, self.label, self.n, self.width = model, label, n, width
+
+        def numpy(t: torch.Tensor) -> np.ndarray:
+            return t.detach().float().cpu().numpy()
+
+        def halved(a: np.ndarray) -> np.ndarray:  # the gate half (last C columns) times 1/2, as a copy
+            return np.ascontiguousarray(np.concatenate([a[..., :a.shape[-1] // 2], a[..., a.shape[-1] // 2:] / 2],
+                                                       axis=-1), np.float32)
+
+        self.layers, steps = [], []
+        hidden = model.head[1].in_channels  # C
+        b_sum = np.zeros(hidden, np.float32)  # B: what the current layer's horizontal input is kept less
+        for number, layer in enumerate(model.layers):
+            c, c_in = layer.k // 2, layer.vertical.in_channels
+            y = numpy(layer.label(index)) if index is not None else np.zeros((n, 2 * hidden), np.float32)  # (n, 2C)
+            w_h = halved(numpy(layer.horizontal.weight)[:, :, 0].transpose(2, 1, 0).reshape(-1, 2 * hidden))
+            w_link = halved(numpy(layer.link.weight)[:, :, 0, 0].T)  # (2C, 2C), in -> out
+            b_v = numpy(layer.vertical.bias)
+            base = halved(y + numpy(layer.horizontal.bias) + numpy(layer.link.bias))  # (n, 2C)
+            if number > 0:
+                base += b_sum @ w_h.reshape(c + 1, c_in, -1).sum(0)  # B @ w_h, summed over the taps
+            g = _GatedLayer(
+                c=c,
+                w_v=np.ascontiguousarray(numpy(layer.vertical.weight).transpose(2, 3, 1, 0).reshape(-1, 2 * hidden)),
+                b_v=b_v, y=halved(y)[:, None], w_link=w_link, base=base,
+                v=np.zeros((n, height + c, width + 2 * c, c_in), np.float32),
+                v_pre=np.empty((n, width, 2 * hidden), np.float32),
+                v_gate=np.empty((n, width, 2 * hidden), np.float32),
+                h=np.zeros((n, c + width + 1, c_in), np.float32),
+                above=np.empty((n, width, 2 * hidden), np.float32),
+                pre=np.empty((n, 2 * hidden), np.float32),
+                out=np.empty((n, hidden), np.float32))
+            if number > 0:
+                g.h[:, :c] = -b_sum  # the padding stands for 0
+            self.layers.append(g)
+            w_out = numpy(layer.out.weight)[:, :, 0, 0].T / 2  # (C, C), in -> out
+            b_out = numpy(layer.out.bias)
+            # What out is added to on its way to the next layer: b_out in the first layer, and
+            # in the others the residual, with b_out left in B.
+            steps.append((g, w_h, np.ascontiguousarray(np.concatenate([w_out, w_out]), np.float32),
+                          b_out if number == 0 else None))
+            if number > 0:
+                b_sum = b_sum + b_out
+        # The head's first ReLU, on the last layer's output + B: max(out, -B) + B, the + B in head_b1.
+        self.relu_floor = -b_sum
+        _, conv1, _, conv2 = model.head  # ReLU, 1x1, ReLU, 1x1
+        w1 = numpy(conv1.weight)[:, :, 0, 0].T  # (C, C), in -> out
+        self.head_w1, self.head_b1 = np.ascontiguousarray(w1), (numpy(conv1.bias) + b_sum @ w1).astype(np.float32)
+        self.head_w2, self.head_b2 = numpy(conv2.weight).reshape(hidden), conv2.bias.item()
+        self.top = np.empty((n, hidden), np.float32)  # the last layer's output
+        self.u = np.empty((n, hidden), np.float32)  # the head's hidden layer
+
+        # Every view logit() needs, made once: plan[j] holds one tuple per layer for column j.
+        self.plan = []
+        for j in range(width):
+            row = []
+            for (g, w_h, w_out, b_out), after in zip(steps, self.layers[1:] + [None]):
+                c_in = g.h.shape[-1]
+                nxt = self.top if after is None else after.h[:, after.c + j]  # (n, C)
+                row.append((g.h.reshape(n, -1)[:, j * c_in:(j + g.c + 1) * c_in],  # (n, (c + 1) * in): columns j - c .. j
+                            w_h, g.above[:, j], g.pre, g.pre[:, :hidden], g.pre[:, hidden:], w_out, g.out,
+                            b_out if b_out is not None else g.h[:, g.c + j],  # the bias, or the residual
+                            nxt))
+            self.plan.append(row)
+        self.halve = halved(np.ones(2 * hidden, np.float32))  # [1 .. 1 | 1/2 .. 1/2]
+        self.row, self.done = -1, 0  # the row being drawn; how many rows the vertical stack has done
+        self.zero = np.float32(0)
+
+    @torch.inference_mode()
+    def begin(self, x: torch.Tensor, k: int) -> np.ndarray:
+        for layer in self.layers:
+            layer.v.fill(0)
+            layer.v_pre.fill(0)
+            layer.h[:, layer.c:] = 0
+        self.row, self.done = -1, 0
+        if k == 0:
+            return np.empty((0, self.n), np.float32)
+        # The given pixels' logits from one forward pass over the rows that hold them ...
+        rows, w = (k - 1) // self.width + 1, self.width
+        weight = self.model.head[-1].weight
+        logits = self.model(x[:, :, :rows].to(weight.device, weight.dtype), self.label).flatten(1)[:, :k]
+        # ... and the cache from the same steps as sampling: the vertical stack of the given rows
+        # is computed when the first pixel after them is asked for, the horizontal stack of a
+        # row given in part here.
+        first = self.layers[0]
+        c = first.c
+        first.v[:, c:c + rows, c:c + w, 0] = x[:, 0, :rows].cpu().numpy()
+        with one_blas_thread():
+            for p in range(k - k % w, k):
+                self.logit(p)
+                self.put(p, first.v[:, c + p // w, c + p % w, 0])
+        return logits.T.float().cpu().numpy()  # (k, n)
+
+    def _vertical_row(self, i: int) -> None:
+        """Every layer's vertical stack at row i: pre-activations, and the gated output into the next layer."""
+        n, width = self.n, self.width
+        for layer, after in zip(self.layers, self.layers[1:] + [None]):
+            c = layer.c
+            rows = layer.v[:, i:i + c + 1]  # (n, c + 1, W + 2c, in): rows i - c .. i
+            s = rows.strides  # what column j sees: columns j .. j + 2c (padded) of each row, side by side
+            windows = as_strided(rows, (n, width, c + 1, (2 * c + 1) * rows.shape[-1]), (s[0], s[2], s[1], s[3]),
+                                 writeable=False)  # (n, W, c + 1, k * in)
+            np.dot(windows.reshape(n * width, -1), layer.w_v, out=layer.v_pre.reshape(n * width, -1))
+            np.add(layer.v_pre, layer.b_v, out=layer.v_pre)  # (n, W, 2C)
+            if after is None:  # the last layer's vertical output goes nowhere
+                break
+            z = np.multiply(layer.v_pre, self.halve, out=layer.v_gate)
+            np.add(z, layer.y, out=z)
+            np.tanh(z, out=z)  # [tanh(f) | tanh(g / 2)]
+            f, g = np.split(z, 2, axis=-1)
+            np.multiply(g, 0.5, out=g)
+            np.add(g, 0.5, out=g)  # sigmoid(g)
+            np.multiply(f, g, out=after.v[:, i + after.c, after.c:after.c + width])
+        self.done = i + 1
+
+    def _start_row(self, i: int) -> None:
+        """Compute the vertical stack up to row i - 1, and from it each layer's `above` for row i."""
+        n, width = self.n, self.width
+        for r in range(self.done, i):
+            self._vertical_row(r)
+        for layer in self.layers:  # row 0: v_pre is zeros, as shifted in above row 0
+            np.dot(layer.v_pre.reshape(n * width, -1), layer.w_link, out=layer.above.reshape(n * width, -1))
+            np.add(layer.above, layer.base[:, None], out=layer.above)
+        self.row = i
+
+    def logit(self, p: int) -> np.ndarray:
+        i, j = divmod(p, self.width)
+        if i != self.row:
+            self._start_row(i)
+        for window, w_h, above, pre, f, g, w_out, out, add, nxt in self.plan[j]:
+            np.dot(window, w_h, out=pre)  # (n, (c + 1) * in) @ ((c + 1) * in, 2C)
+            np.add(pre, above, out=pre)
+            np.tanh(pre, out=pre)  # [tanh(f) | tanh(g / 2)]
+            np.multiply(f, g, out=g)  # [tanh(f) | tanh(f) * tanh(g / 2)]
+            np.dot(pre, w_out, out=out)  # the gate, then the 1x1 out convolution: (n, 2C) @ (2C, C)
+            np.add(out, add, out=nxt)  # + the residual (or the bias), into the next layer's input
+        top, u = self.top, self.u  # the head: ReLU, 1x1, ReLU, 1x1, on out + B
+        np.maximum(top, self.relu_floor, out=top)
+        np.dot(top, self.head_w1, out=u)
+        np.add(u, self.head_b1, out=u)
+        np.maximum(u, self.zero, out=u)
+        return np.dot(u, self.head_w2) + self.head_b2  # (n,)
+
+    def put(self, p: int, bits: np.ndarray) -> None:
+        i, j = divmod(p, self.width)
+        first = self.layers[0]
+        first.v[:, i + first.c, j + first.c, 0] = bits
+        first.h[:, first.c + j + 1, 0] = bits  # the horizontal stack sees x shifted right by one

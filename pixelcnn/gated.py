@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .cached import GatedPixelCNNCache
+
 
 @dataclass
 class GatedPixelCNNConfig:
@@ -148,6 +150,14 @@ class GatedPixelCNN(nn.Module):
         for layer in self.layers:
             v, h = layer(v, h, y)  # (B, C, H, W) each
         return self.head(h)  # (B, 1, H, W)
+
+    def step_cache(self, n: int, height: int, width: int, label=None) -> GatedPixelCNNCache:
+        """The logits one pixel at a time, for fast sampling (see cached.py).
+
+        Raises:
+            ValueError: for a label that forward() would refuse.
+        """
+        return GatedPixelCNNCache(self, n, height, width, label)
 
     def loss(self, batch) -> torch.Tensor:
         """Mean binary cross-entropy per pixel, in nats, of a batch (images, labels).

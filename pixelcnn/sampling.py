@@ -147,7 +147,8 @@ def sample_stream(model, n: int, seed: int = 0, prefix: torch.Tensor | None = No
         rows: keep the first `rows` rows of prefix (0..H) ...
         pixels: ... or the first `pixels` pixels in raster order (0..H*W); give one of them.
         temperature: logits are divided by it; 0 always takes the more likely value.
-        label: passed to the model; PixelCNN takes only None.
+        label: passed to the model. PixelCNN takes only None; GatedPixelCNN None (no label),
+            a digit, or one digit per image as an (n,) tensor.
         every: yield after every `every` new pixels.
         image_size: (H, W).
     Yields:
