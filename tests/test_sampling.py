@@ -1,5 +1,6 @@
-"""Sampling: the cached sampler draws exactly what the plain one draws; completion, temperature,
-streaming, per-pixel probabilities and surprise; bad input.
+"""Sampling: the cached sampler draws exactly what the plain one draws, for the recipe PixelCNN and
+the gated one (with and without labels); completion, temperature, streaming, labels, per-pixel
+probabilities and surprise; bad input.
 
 The plain sampler runs the whole network once per pixel, so comparisons with it use small
 models, or small images, or only the last few pixels of a 28 x 28 image.
@@ -29,6 +30,46 @@ def random_model(hidden=4, kernel_size=3, n_layers=1, seed=0) -> PixelCNN:
     return model.eval()
 
 
+def random_gated(hidden=4, first_kernel_size=3, kernel_size=3, n_layers=2, n_labels=10, seed=0) -> GatedPixelCNN:
+    """A randomly initialised GatedPixelCNN, its logits spread like random_model's, its labels weighty."""
+    torch.manual_seed(seed)
+    model = GatedPixelCNN(GatedPixelCNNConfig(hidden_channels=hidden, first_kernel_size=first_kernel_size,
+                                              kernel_size=kernel_size, n_layers=n_layers, n_labels=n_labels))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.normal_(0, 1.0 if ".label." in name else 2 / p[0].numel() ** 0.5 if p.dim() > 1 else 0.1)
+        noise = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(seed)).round()
+        model.head[-1].bias -= model(noise).median() - 0.2
+    return model.eval()
+
+
+RECIPES = [  # (hidden, kernel_size, n_layers)
+    (4, 3, 1), (3, 1, 0), (3, 1, 2), (5, 5, 0), (6, 3, 3), (8, 7, 1), (2, 9, 2), (16, 5, 2),
+]
+GATED = [  # (hidden, first_kernel_size, kernel_size, n_layers, n_labels)
+    (4, 3, 3, 1, 0), (3, 7, 3, 2, 10), (5, 5, 5, 3, 10), (6, 3, 7, 2, 0), (8, 7, 3, 8, 10), (2, 5, 3, 4, 3),
+    (16, 7, 5, 2, 10),
+]
+MODELS = [("recipe", c) for c in RECIPES] + [("gated", c) for c in GATED]
+
+
+def model_id(case) -> str:
+    kind, c = case
+    if kind == "recipe":
+        return f"recipe-C{c[0]}-k{c[1]}-L{c[2]}"
+    return f"gated-C{c[0]}-k{c[1]}/{c[2]}-L{c[3]}-labels{c[4]}"
+
+
+def make(case, seed=0):
+    kind, config = case
+    return (random_model if kind == "recipe" else random_gated)(*config, seed=seed)
+
+
+def some_label(model):
+    """A label for a labelled model (the tests then condition on it), else None."""
+    return min(3, model.config.n_labels - 1) if getattr(model.config, "n_labels", 0) else None
+
+
 def stream_end(*args, **kwargs) -> pixelcnn.SampleStep:
     *_, last = sample_stream(*args, **kwargs)
     return last
@@ -39,15 +80,11 @@ def drawn_probs(step: pixelcnn.SampleStep) -> torch.Tensor:
     return torch.where(step.images == 1, step.probs, 1 - step.probs)
 
 
-CONFIGS = [  # (hidden, kernel_size, n_layers)
-    (4, 3, 1), (3, 1, 0), (3, 1, 2), (5, 5, 0), (6, 3, 3), (8, 7, 1), (2, 9, 2), (16, 5, 2),
-]
-
-
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"C{c[0]}-k{c[1]}-L{c[2]}")
+@pytest.mark.parametrize("case", MODELS, ids=model_id)
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 0.0, 3.0])
-def test_cached_draws_what_plain_draws(config, temperature):
-    model = random_model(*config)
+def test_cached_draws_what_plain_draws(case, temperature):
+    model = make(case)
+    assert hasattr(model, "step_cache")
     cached = sample(model, 3, seed=7, temperature=temperature, image_size=SIZE)
     plain = sample_plain(model, 3, seed=7, temperature=temperature, image_size=SIZE)
     assert torch.equal(cached, plain)
@@ -55,39 +92,44 @@ def test_cached_draws_what_plain_draws(config, temperature):
         assert 0 < cached.mean() < 1  # an image of one colour would prove little
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"C{c[0]}-k{c[1]}-L{c[2]}")
-def test_cached_probabilities_are_the_full_networks(config):
+@pytest.mark.parametrize("case", MODELS, ids=model_id)
+def test_cached_probabilities_are_the_full_networks(case):
     """The cache's logit at every position equals one full forward pass on the finished image."""
-    model = random_model(*config, seed=1)
-    last = stream_end(model, 4, seed=3, image_size=SIZE)
+    model = make(case, seed=1)
+    label = some_label(model)
+    last = stream_end(model, 4, seed=3, label=label, image_size=SIZE)
     assert not last.probs.isnan().any()
-    torch.testing.assert_close(drawn_probs(last), probabilities(model, last.images), atol=1e-5, rtol=0)
+    torch.testing.assert_close(drawn_probs(last), probabilities(model, last.images, label), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("case, label", [(("recipe", (3, 5, 1)), None), (("gated", (3, 5, 3, 2, 10)), 7),
+                                         (("gated", (3, 7, 5, 1, 0)), None)],
+                         ids=lambda c: model_id(c) if isinstance(c, tuple) else f"label{c}")
 @pytest.mark.parametrize("size, all_rows", [((28, 6), range(29)), ((28, 28), (0, 1, 13, 26, 27, 28))])
-def test_completion_from_every_number_of_rows(size, all_rows):
-    model = random_model(hidden=3, kernel_size=5, n_layers=1, seed=2)
-    prefix = sample(model, 2, seed=100, image_size=size)
+def test_completion_from_every_number_of_rows(case, label, size, all_rows):
+    model = make(case, seed=2)
+    prefix = sample(model, 2, seed=100, label=label, image_size=size)
     for rows in all_rows:
-        kw = dict(seed=rows, prefix=prefix, rows=rows, image_size=size)
+        kw = dict(seed=rows, prefix=prefix, rows=rows, label=label, image_size=size)
         cached = sample(model, 2, **kw)
         assert torch.equal(cached[:, :, :rows], prefix[:, :, :rows]), rows
         assert torch.equal(cached, sample_plain(model, 2, **kw)), rows
 
 
-@pytest.mark.parametrize("config", CONFIGS[:4], ids=lambda c: f"C{c[0]}-k{c[1]}-L{c[2]}")
-def test_completion_from_a_prefix_that_ends_inside_a_row(config):
-    model = random_model(*config, seed=3)
+@pytest.mark.parametrize("case", MODELS[:4] + MODELS[len(RECIPES):len(RECIPES) + 4], ids=model_id)
+def test_completion_from_a_prefix_that_ends_inside_a_row(case):
+    model = make(case, seed=3)
+    label = some_label(model)
     h, w = SIZE
     prefix = sample(model, 2, seed=100, image_size=SIZE)
-    for k in [0, 1, w - 1, w, w + 1, 3 * w + 5, h * w - 2, h * w - 1, h * w]:
-        kw = dict(seed=k, prefix=prefix, pixels=k, temperature=[1.0, 0.0, 0.6][k % 3], image_size=SIZE)
+    for k in [0, 1, 2, w - 1, w, w + 1, 2 * w + 2, 3 * w + 5, h * w - 2, h * w - 1, h * w]:
+        kw = dict(seed=k, prefix=prefix, pixels=k, temperature=[1.0, 0.0, 0.6][k % 3], label=label, image_size=SIZE)
         cached = sample(model, 2, **kw)
         assert torch.equal(cached.flatten(1)[:, :k], prefix.flatten(1)[:, :k]), k
         assert torch.equal(cached, sample_plain(model, 2, **kw)), k
         # the given pixels' probabilities are there too, and are the model's
         last = stream_end(model, 2, **kw)
-        torch.testing.assert_close(drawn_probs(last), probabilities(model, cached), atol=1e-5, rtol=0)
+        torch.testing.assert_close(drawn_probs(last), probabilities(model, cached, label), atol=1e-5, rtol=0)
 
 
 def test_one_prefix_per_image_and_rows_equal_pixels():
@@ -100,24 +142,27 @@ def test_one_prefix_per_image_and_rows_equal_pixels():
     assert torch.equal(one[:, :, :4], prefix[:1, :, :4].expand(3, -1, -1, -1))
 
 
-def test_completing_a_sample_with_its_own_seed_gives_it_back():
+@pytest.mark.parametrize("case", [("recipe", (6, 5, 2)), ("gated", (6, 7, 3, 3, 10))], ids=model_id)
+def test_completing_a_sample_with_its_own_seed_gives_it_back(case):
     """The uniforms are drawn up front, one per pixel: the given pixels do not shift the others."""
-    model = random_model(hidden=6, kernel_size=5, n_layers=2, seed=5)
-    x = sample(model, 2, seed=11)
+    model = make(case, seed=5)
+    label = some_label(model)
+    x = sample(model, 2, seed=11, label=label)
     for k in (0, 1, 100, 28 * 13, 783, 784):
-        assert torch.equal(sample(model, 2, seed=11, prefix=x, pixels=k), x), k
+        assert torch.equal(sample(model, 2, seed=11, prefix=x, pixels=k, label=label), x), k
 
 
 @pytest.mark.parametrize("name", pixelcnn.list_models())
 def test_models_in_weights(name):
     """Shipped models: every position against a full pass, and the plain sampler on the last rows."""
     model = pixelcnn.load_model(name)
-    last = stream_end(model, 2, seed=0)
+    label = some_label(model)
+    last = stream_end(model, 2, seed=0, label=label)
     assert last.position == 784 and not last.probs.isnan().any()
-    torch.testing.assert_close(drawn_probs(last), probabilities(model, last.images), atol=1e-5, rtol=0)
+    torch.testing.assert_close(drawn_probs(last), probabilities(model, last.images, label), atol=1e-5, rtol=0)
     # The plain sampler costs a full pass per pixel: compare on the last few pixels only.
     for seed, temperature in [(1, 1.0), (2, 0.0)]:
-        kw = dict(seed=seed, prefix=last.images[:1], pixels=784 - 12, temperature=temperature)
+        kw = dict(seed=seed, prefix=last.images[:1], pixels=784 - 12, temperature=temperature, label=label)
         assert torch.equal(sample(model, 1, **kw), sample_plain(model, 1, **kw))
 
 
@@ -229,6 +274,55 @@ def test_label_reaches_a_labelled_model():
     assert torch.equal(last.images, sample_plain(model, 2, **kw))
     torch.testing.assert_close(drawn_probs(last), probabilities(model, last.images, label=3), atol=1e-5, rtol=0)
     assert (drawn_probs(last) - probabilities(model, last.images, label=7)).abs().max() > 0.01
+
+
+LABELS = [None, *range(10), 10, torch.tensor([0, 4, 9]), torch.tensor([10, 2, 2])]
+
+
+@pytest.mark.parametrize("label", LABELS, ids=lambda y: f"label{y.tolist() if torch.is_tensor(y) else y}")
+def test_cached_draws_what_plain_draws_for_every_label(label):
+    model = random_gated(hidden=5, first_kernel_size=5, kernel_size=3, n_layers=3, seed=14)
+    kw = dict(seed=1, label=label, image_size=SIZE)
+    last = stream_end(model, 3, **kw)
+    assert torch.equal(last.images, sample_plain(model, 3, **kw))
+    torch.testing.assert_close(drawn_probs(last), probabilities(model, last.images, label), atol=1e-5, rtol=0)
+    assert 0 < last.images.mean() < 1
+
+
+def test_labels_change_the_images_and_label_n_means_none():
+    model = random_gated(hidden=5, first_kernel_size=5, kernel_size=3, n_layers=3, seed=14)
+    draws = {y: sample(model, 2, seed=0, label=y, image_size=SIZE) for y in [None, 0, 9, 10]}
+    assert torch.equal(draws[10], draws[None])  # row n_labels of the embedding is "no label"
+    assert not torch.equal(draws[0], draws[9]) and not torch.equal(draws[0], draws[None])
+    per_image = sample(model, 2, seed=0, label=torch.tensor([0, 9]), image_size=SIZE)
+    assert torch.equal(per_image[0], draws[0][0]) and torch.equal(per_image[1], draws[9][1])
+
+
+def test_completion_and_stream_with_a_label():
+    model = random_gated(hidden=4, first_kernel_size=7, kernel_size=3, n_layers=2, seed=15)
+    prefix = sample(model, 1, seed=9, label=5)
+    kw = dict(seed=2, prefix=prefix, rows=12, label=3)
+    x = pixelcnn.sample(model, 2, **kw)
+    assert torch.equal(x[:, :, :12], prefix[:, :, :12].expand(2, -1, -1, -1))
+    assert torch.equal(x, pixelcnn.sample_plain(model, 2, **kw))
+    steps = list(pixelcnn.sample_stream(model, 2, every=100, **kw))
+    assert [s.position for s in steps] == [12 * 28, *range(12 * 28 + 100, 784, 100), 784]
+    assert torch.equal(steps[-1].images, x)
+    torch.testing.assert_close(drawn_probs(steps[-1]), probabilities(model, x, label=3), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("fn", [sample, sample_plain, sample_stream], ids=lambda f: f.__name__)
+def test_bad_labels_raise_a_value_error(fn):
+    labelled = random_gated(n_labels=10)
+    for label, message in [(11, r"labels must be in 0\.\.9"), (-1, "labels must be in"),
+                           (torch.tensor([1, 2]), r"label must be an int or a \(3,\) tensor"),
+                           (torch.tensor([[1, 2, 3]]), "label must be an int or a")]:
+        with pytest.raises(ValueError, match=message):
+            fn(labelled, 3, label=label, image_size=SIZE)
+    with pytest.raises(ValueError, match="this model has no labels"):
+        fn(random_gated(n_labels=0), 3, label=3, image_size=SIZE)
+    with pytest.raises(ValueError, match="this PixelCNN has no labels"):
+        fn(random_model(), 3, label=torch.tensor([1, 2, 3]), image_size=SIZE)
 
 
 def bad_calls():
