@@ -1,0 +1,108 @@
+"""Time the plain sampler (the full network once per pixel) and the cached one, side by side.
+
+    python benchmarks/bench_sampling.py                      # weights/pixelcnn, or a random model like it
+    python benchmarks/bench_sampling.py --repeats 5 --model weights/pixelcnn
+    python benchmarks/bench_sampling.py --plain-pixels 112   # plain: time 112 pixels, scale to 784
+    python benchmarks/bench_sampling.py --random gated_pixelcnn             # a random model of the default config
+    python benchmarks/bench_sampling.py --model pixelcnn --random gated_pixelcnn   # side by side
+
+Prints a markdown table: one digit, and 16 digits at once, in milliseconds, with the ratio,
+for each model. It also checks that both samplers draw the same pixels.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pixelcnn  # noqa: E402
+from pixelcnn.weights import MODEL_TYPES, build_model  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", nargs="+", default=[],
+                   help="folders, names in weights/, or Hub repo ids (default, without --random: the shipped "
+                        "weights/pixelcnn if present, else a random PixelCNN of the default config)")
+    p.add_argument("--random", nargs="+", default=[], choices=list(MODEL_TYPES), metavar="MODEL_TYPE",
+                   help=f"randomly initialised models of the default config, by model_type ({', '.join(MODEL_TYPES)})")
+    p.add_argument("--label", type=int, help="sample with this label (labelled models only)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs of the cached sampler; the median is shown")
+    p.add_argument("--plain-repeats", type=int, default=1, help="timed runs of the plain sampler (slow)")
+    p.add_argument("--plain-pixels", type=int, default=784,
+                   help="time the plain sampler on the last N pixels only and scale to the whole image "
+                        "(each pixel costs it one full pass, whatever the pixel)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 16], help="digits drawn at once (default: 1 16)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    args = p.parse_args(argv)
+    if args.repeats < 1 or args.plain_repeats < 1 or not 1 <= args.plain_pixels <= 784 or min(args.sizes) < 1:
+        p.error("--repeats and --plain-repeats must be >= 1, --plain-pixels in 1..784, --sizes >= 1")
+    return args
+
+
+def load(args) -> list[tuple[torch.nn.Module, str]]:
+    """The models to time, with a name for the table."""
+    names, kinds = args.model, args.random
+    if not names and not kinds:
+        names, kinds = (["pixelcnn"], []) if "pixelcnn" in pixelcnn.list_models() else ([], ["pixelcnn"])
+    models = [(pixelcnn.load_model(name), name) for name in names]
+    for kind in kinds:
+        torch.manual_seed(0)
+        models.append((build_model({"model_type": kind}).eval(), f"random {kind}"))
+    return models
+
+
+def timed(fn, repeats: int) -> tuple[float, float, torch.Tensor]:
+    """Median wall time and median CPU time (all threads) of fn() in ms, and its last result."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        wall.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
+    return statistics.median(wall), statistics.median(cpu), out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = load(args)
+    hw = 28 * 28
+    given = hw - args.plain_pixels  # the plain sampler is timed on pixels given .. 783
+    rows = []
+    for model, name in models:
+        kw = dict(seed=0, label=args.label)
+        for n in args.sizes:
+            pixelcnn.sample(model, n, **kw)  # warm-up
+            cached = timed(lambda: pixelcnn.sample(model, n, **kw), args.repeats)
+            images = cached[-1]
+            # Completing the cached images from `given` pixels with the same seed must give them back.
+            *plain, plain_images = timed(lambda: pixelcnn.sample_plain(model, n, prefix=images, pixels=given, **kw),
+                                         args.plain_repeats)
+            scale = (hw + 1) / (args.plain_pixels + 1)  # one full pass per pixel, plus one at the start
+            rows.append((name, n, plain[0] * scale, plain[1] * scale, *cached[:2], torch.equal(plain_images, images)))
+
+    load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs "
+          f"({platform.processor() or platform.machine()}), load average {load_avg:.1f}"
+          + ("" if args.label is None else f"; label {args.label}"))
+    scaled = "" if args.plain_pixels == hw else f", timed on the last {args.plain_pixels} pixels and scaled to {hw}"
+    print(f"cached: median of {args.repeats}; plain: median of {args.plain_repeats}{scaled}\n")
+    print("| model | digits | plain (ms) | cached (ms) | speed-up | plain CPU (ms) | cached CPU (ms) | same pixels |")
+    print("| :--- | ---: | ---: | ---: | ---: | ---: | ---: | :---: |")
+    for name, n, plain_ms, plain_cpu, cached_ms, cached_cpu, same in rows:
+        print(f"| {name} | {n} | {plain_ms:,.0f} | {cached_ms:,.1f} | {plain_ms / cached_ms:,.0f}x | {plain_cpu:,.0f} "
+              f"| {cached_cpu:,.1f} | {'yes' if same else 'NO'} |")
+    print("\nms: wall-clock time for the whole batch; CPU: summed over all threads of this process")
+    return 0 if all(row[-1] for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
