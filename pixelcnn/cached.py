@@ -23,7 +23,6 @@ cost is the call overhead, and a numpy call costs about a microsecond, a torch c
     https://arxiv.org/abs/1704.06001
 """
 
-import contextlib
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -31,10 +30,7 @@ import torch
 import torch.nn.functional as F
 from numpy.lib.stride_tricks import as_strided
 
-try:
-    from threadpoolctl import ThreadpoolController
-except ImportError:  # optional: without it sampling is as exact, only slower on busy cores
-    ThreadpoolController = None
+from threadpoolctl import ThreadpoolController
 
 
 _blas = None  # the ThreadpoolController, made on first use
@@ -48,8 +44,6 @@ def one_blas_thread():
     ran: 0.4-1.4 s a digit with two threads, 0.11 s with one).
     """
     global _blas
-    if ThreadpoolController is None:
-        return contextlib.nullcontext()
     if _blas is None:
         _blas = ThreadpoolController()
     return _blas.limit(limits=1, user_api="blas")
