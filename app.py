@@ -1,8 +1,10 @@
 """The PixelCNN in a browser: watch digits being drawn pixel by pixel, finish a half-drawn
-digit, and see how likely the model finds a digit.
+digit, and see how likely the model finds a digit, which digit a labelled model takes it
+for, and which earlier pixels each pixel's probability depends on.
 
     python app.py                        # weights/pixelcnn/ on http://127.0.0.1:7860
     python app.py --model user/repo      # a Hub repo id (or a folder); PIXELCNN_MODEL=... also works
+    python app.py --weights-dir DIR      # the picker lists DIR's models; PIXELCNN_WEIGHTS_DIR=... also works
     GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=8080 python app.py
     PIXELCNN_APP_FPS=0 python app.py     # stream as fast as the model draws (tests, benchmarks)
 """
@@ -24,17 +26,23 @@ from PIL import Image
 
 import pixelcnn
 from pixelcnn import ModelLoadError
-from pixelcnn.weights import DEFAULT_MODEL, WEIGHTS_DIR
+from pixelcnn.weights import DEFAULT_MODEL
 
 MODEL = os.environ.get("PIXELCNN_MODEL", DEFAULT_MODEL)  # a folder in weights/, a folder, or a Hub repo id
+WEIGHTS_DIR = Path(os.environ.get("PIXELCNN_WEIGHTS_DIR", pixelcnn.weights.WEIGHTS_DIR))  # the picker's models
 FPS = float(os.environ.get("PIXELCNN_APP_FPS", "20"))  # frames a second while streaming; 0: no pacing
 SIDE = 28  # the model's images are SIDE x SIDE
 BOX = 20  # MNIST scales each digit into a BOX x BOX box, then centres it by mass
 MAX_DIGITS = 16
+ZOOM = 10  # one digit's pictures are upscaled this much
+PAD = 4  # pixels of grey around and between the digits of a picture
 MAX_SIDE = 1024  # larger uploads are shrunk first
 CANVAS = 400  # the sketchpad, in pixels
 BRUSH = 20  # brush radius: strokes about a tenth of a digit's height, as in MNIST
 SURPRISE_MAX = 4.6  # nats where the surprise colours saturate (p = 0.01)
+ANY = "any"  # the digit choice of a labelled model that asks for no digit in particular
+DIGITS = [ANY, *(str(d) for d in range(10))]
+PIXEL = (20, 14)  # (row, column) whose receptive field Inspect shows first
 EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parent / "examples").glob("*.png"))
 
 # matplotlib's viridis at 9 points, interpolated to 256 colours: 0 is dark purple, 1 yellow
@@ -45,9 +53,14 @@ COLORMAP = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(VIR
 NOT_YET = (40, 44, 60)  # pixels not drawn yet
 CURSOR = (255, 64, 64)  # the next pixel to be drawn
 CUT = (255, 150, 0)  # the line under the kept rows
+# the receptive field: the pixel itself (CURSOR), and each earlier or later pixel
+FIELD = {"seen": (33, 145, 140), "blind spot": (255, 150, 0), "beyond reach": (60, 60, 72), "later": (175, 175, 175)}
 LEGEND = ("<div style='display:flex;gap:.5em;align-items:center;font-size:.85em'>{lo}<div style='flex:1;"
           "height:.8em;background:linear-gradient(to right," + ",".join(f"rgb{tuple(int(v) for v in c)}"
                                                                         for c in VIRIDIS) + ")'></div>{hi}</div>")
+FIELD_LEGEND = ("<div style='display:flex;flex-wrap:wrap;gap:.2em 1em;font-size:.85em'>" + "".join(
+    f"<span><span style='display:inline-block;width:.9em;height:.9em;vertical-align:-.1em;background:rgb{c}'>"
+    f"</span> {name}</span>" for name, c in [("the pixel", CURSOR), *FIELD.items()]) + "</div>")
 CSS = ".pixels img { image-rendering: pixelated; }"  # launch(css=CSS): keep upscaled pixels sharp
 # Select the brush of each sketchpad once it is on the page (a tab draws its content when first opened)
 BRUSH_ON = """() => {
@@ -65,6 +78,7 @@ FULL = ("The canvas is almost all ink ({:.0%} of it), but a digit is a few strok
 THIN = "Nothing is left of the drawing at 28x28 pixels: draw with thicker strokes."
 NOTHING_KEPT = ("Nothing to complete: the top {rows} rows of the digit, above the orange line, are blank. "
                 "Move the slider to keep more rows, or use Generate to draw digits from scratch.")
+NO_LABELS = "The model {name} has no labels: choose “any” digit, or a labelled model."
 
 
 class InputError(ValueError):
@@ -74,8 +88,8 @@ class InputError(ValueError):
 # --- the model -------------------------------------------------------------------------------
 
 def model_choices(default: str) -> list[str]:
-    """The models in weights/, and the default one if it is elsewhere (a Hub repo id)."""
-    names = pixelcnn.list_models()
+    """The models in WEIGHTS_DIR, and the default one if it is elsewhere (a folder or a Hub repo id)."""
+    names = pixelcnn.list_models(WEIGHTS_DIR)
     return names if default in names else [default, *names]
 
 
@@ -104,6 +118,30 @@ def get_model(name: str | None) -> torch.nn.Module:
         raise ModelLoadError(f"no model yet: {WEIGHTS_DIR / name}/ is missing. Train one with `python train.py`, "
                              "or start the app with `--model user/repo`.")
     return _load(name, ())  # a Hub repo id, downloaded once into the Hugging Face cache
+
+
+def n_labels(model: torch.nn.Module) -> int:
+    """How many digit labels the model is conditioned on: 0 for an unlabelled model."""
+    return getattr(model.config, "n_labels", 0)
+
+
+def labelled(name: str) -> bool:
+    """Whether the model `name` takes a digit label; False if it cannot be loaded."""
+    try:
+        return n_labels(get_model(name)) > 0
+    except ValueError:
+        return False
+
+
+def pick_label(digit, model: torch.nn.Module, name: str) -> int | None:
+    """The label to sample with: None for "any", else the digit, which the model must know."""
+    if digit is None or digit == "" or digit == ANY:
+        return None
+    if not n_labels(model):
+        raise InputError(NO_LABELS.format(name=name))
+    if isinstance(digit, str) and digit.strip().isdigit():
+        digit = int(digit)  # the page's choices are strings
+    return whole("digit", digit, 0, n_labels(model) - 1)
 
 
 def reference_bits_per_pixel(name: str) -> float | None:
@@ -255,7 +293,7 @@ def mark_progress(tiles: np.ndarray, position: int) -> np.ndarray:
     return tiles
 
 
-def tile(tiles: np.ndarray, cut: int = 0, scale: int = 0, pad: int = 4) -> np.ndarray:
+def tile(tiles: np.ndarray, cut: int = 0, scale: int = 0, pad: int = PAD) -> np.ndarray:
     """(N, H, W, 3) uint8 -> one RGB picture: upscaled (nearest), a line under the first `cut` rows, in a grid."""
     n, h, w, _ = tiles.shape
     ncol = math.ceil(math.sqrt(n))
@@ -275,7 +313,7 @@ def kept_view(digit: np.ndarray, rows: int) -> np.ndarray:
     """The digit as the model sees it, the rows it will redraw dimmed, the cut line in orange."""
     rgb = binary_rgb(digit[None])
     rgb[:, rows:] //= 3
-    return tile(rgb, cut=rows, scale=10)
+    return tile(rgb, cut=rows, scale=ZOOM)
 
 
 # --- what the page does ----------------------------------------------------------------------
@@ -318,17 +356,24 @@ def progress(step: pixelcnn.SampleStep, start: int, seconds: float) -> str:
 Frame = tuple[np.ndarray | None, np.ndarray | None, int, str]
 
 
-def generate(n: int, seed: float, random_seed: bool, temperature: float, model_name: str) -> Iterator[Frame]:
+def as_digit(label: int | None, n: int) -> str:
+    """What the status line says of the digit asked for."""
+    return "" if label is None else f", {'each ' * (n > 1)}a {label}"
+
+
+def generate(n: int, seed: float, random_seed: bool, temperature: float, model_name: str,
+             digit: str = ANY) -> Iterator[Frame]:
     """Stream n new digits, a frame per row: (digits, probability heatmap, seed, status).
 
     The digits fill in raster order, the next pixel red; the heatmap shows the probability
-    with which each pixel got its value.
+    with which each pixel got its value. A labelled model draws the chosen digit (ANY: any).
     """
     try:
         n = whole("number of digits", n, 1, MAX_DIGITS)
         used = pick_seed(seed, random_seed)
         model = get_model(model_name)
-        steps = pixelcnn.sample_stream(model, n, seed=used, temperature=temperature)
+        label = pick_label(digit, model, model_name)
+        steps = pixelcnn.sample_stream(model, n, seed=used, temperature=temperature, label=label)
     except ValueError as e:  # InputError, ModelLoadError, the sampler's checks
         yield None, None, seed, f"⚠️ {e}"
         return
@@ -338,7 +383,7 @@ def generate(n: int, seed: float, random_seed: bool, temperature: float, model_n
         heat = tile(colorize(step.probs[:, 0].numpy()))
         status = progress(step, 0, time.perf_counter() - t0)
         if step.position == SIDE * SIDE:
-            status += f" {n} digit{'s' * (n > 1)}, seed {used}, temperature {temperature:g}."
+            status += f" {n} digit{'s' * (n > 1)}{as_digit(label, n)}, seed {used}, temperature {temperature:g}."
         yield digits, heat, used, status
 
 
@@ -355,20 +400,25 @@ def preview(drawing, rows: int) -> tuple[np.ndarray | None, str]:
 
 
 def complete(drawing, rows: int, n: int, seed: float, random_seed: bool, temperature: float,
-             model_name: str) -> Iterator[Frame]:
-    """Stream n completions of a drawing's top `rows` rows: (the model's view, completions, seed, status)."""
+             model_name: str, digit: str = ANY) -> Iterator[Frame]:
+    """Stream n completions of a drawing's top `rows` rows: (the model's view, completions, seed, status).
+
+    A labelled model finishes the drawing as the chosen digit (ANY: whichever it likes).
+    """
     try:
-        digit = to_mnist(drawing)
+        image = to_mnist(drawing)  # (28, 28)
         rows = whole("number of kept rows", rows, 1, SIDE - 1)
-        view = kept_view(digit, rows)
-        if not digit[:rows].any():
+        view = kept_view(image, rows)
+        if not image[:rows].any():
             yield view, None, seed, f"⚠️ {NOTHING_KEPT.format(rows=rows)}"
             return
         n = whole("number of completions", n, 1, MAX_DIGITS)
         used = pick_seed(seed, random_seed)
         model = get_model(model_name)
-        prefix = torch.from_numpy(digit)[None, None]  # (1, 1, 28, 28)
-        steps = pixelcnn.sample_stream(model, n, seed=used, prefix=prefix, rows=rows, temperature=temperature)
+        label = pick_label(digit, model, model_name)
+        prefix = torch.from_numpy(image)[None, None]  # (1, 1, 28, 28)
+        steps = pixelcnn.sample_stream(model, n, seed=used, prefix=prefix, rows=rows, temperature=temperature,
+                                       label=label)
     except ValueError as e:  # InputError, ModelLoadError, the sampler's checks
         yield None, None, seed, f"⚠️ {e}"
         return
@@ -377,17 +427,38 @@ def complete(drawing, rows: int, n: int, seed: float, random_seed: bool, tempera
         images = tile(mark_progress(binary_rgb(step.images[:, 0].numpy()), step.position), cut=rows)
         status = progress(step, rows * SIDE, time.perf_counter() - t0)
         if step.position == SIDE * SIDE:
-            status += f" {n} completion{'s' * (n > 1)} of the top {rows} rows, seed {used}."
+            status += f" {n} completion{'s' * (n > 1)} of the top {rows} rows{as_digit(label, n)}, seed {used}."
         yield view, images, used, status
 
 
-def inspect_digit(drawing, model_name: str) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, str]:
-    """How the model reads a digit: (the digit, P(pixel = 1 | pixels before it), surprise map, totals)."""
+def digit_posterior(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+    """p(label | x) of a labelled model, from its own likelihoods: (n_labels,) probabilities.
+
+    p(label | x) ∝ p(x | label) p(label), the labels equally likely: one forward pass per
+    label (in one batch), log p(x | label) summed over the pixels, then a softmax.
+
+    Args:
+        x: (1, 1, 28, 28) in {0, 1}.
+    """
+    n = n_labels(model)
+    log_px = -pixelcnn.surprise(model, x.expand(n, -1, -1, -1), label=torch.arange(n)).nats  # (n,)
+    return torch.softmax(log_px.double(), dim=0).numpy()
+
+
+Reading = tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, str, dict[str, float] | None]
+
+
+def inspect_digit(drawing, model_name: str) -> Reading:
+    """How the model reads a digit: (the digit, P(pixel = 1 | pixels before it), surprise map, totals, digit).
+
+    The maps and totals are the unconditional ones (for a labelled model, with no label); the
+    last is p(label | digit) for each label of a labelled model, else None.
+    """
     try:
         digit = to_mnist(drawing)
         model = get_model(model_name)
     except (InputError, ModelLoadError) as e:
-        return None, None, None, f"⚠️ {e}"
+        return None, None, None, f"⚠️ {e}", None
     x = torch.from_numpy(digit)[None, None]  # (1, 1, 28, 28)
     p1 = pixelcnn.probabilities(model, x)[0, 0].numpy()  # (28, 28)
     s = pixelcnn.surprise(model, x)
@@ -400,8 +471,69 @@ def inspect_digit(drawing, model_name: str) -> tuple[np.ndarray | None, np.ndarr
     reference = reference_bits_per_pixel(model_name)
     if reference is not None:
         text += f" On MNIST's test digits the model averages {reference:.3f} bits per pixel: lower is more likely."
-    return (tile(binary_rgb(digit[None]), scale=10), tile(colorize(p1)[None], scale=10),
-            tile(colorize(smap, SURPRISE_MAX)[None], scale=10), text)
+    posterior = None
+    if n_labels(model):
+        p = digit_posterior(model, x)
+        posterior = {str(d): float(q) for d, q in enumerate(p)}
+        text += f" It reads the drawing as a **{p.argmax()}**, with probability {p.max():.2f}."
+    return (tile(binary_rgb(digit[None]), scale=ZOOM), tile(colorize(p1)[None], scale=ZOOM),
+            tile(colorize(smap, SURPRISE_MAX)[None], scale=ZOOM), text, posterior)
+
+
+def field_parts(model: torch.nn.Module, row: int, col: int) -> dict[str, np.ndarray]:
+    """Each pixel's part in the receptive field of the logit at (row, col): FIELD's keys -> (28, 28) bool.
+
+    "seen": the earlier pixels the logit depends on. "blind spot": earlier pixels it does not
+    see although it sees a pixel farther up in the same column, a hole in the field rather
+    than its edge. "beyond reach": the other earlier pixels it does not see, too far for the
+    network's depth (pixelcnn.blind_spot counts these too). "later": the pixel and those after.
+    """
+    seen = pixelcnn.receptive_field(model, row, col, size=SIDE).numpy()  # (28, 28) bool
+    earlier = np.arange(SIDE * SIDE).reshape(SIDE, SIDE) < row * SIDE + col
+    above = np.zeros_like(seen)  # a seen pixel somewhere above, in the same column
+    above[1:] = np.logical_or.accumulate(seen, axis=0)[:-1]
+    return {"seen": seen & earlier, "blind spot": earlier & ~seen & above,
+            "beyond reach": earlier & ~seen & ~above, "later": ~earlier}
+
+
+def receptive(model_name: str, row: int, col: int) -> tuple[np.ndarray | None, str]:
+    """The receptive field of pixel (row, col), counted from 1, as a picture; and what it shows."""
+    try:
+        row = whole("row", row, 1, SIDE) - 1
+        col = whole("column", col, 1, SIDE) - 1
+        model = get_model(model_name)
+    except ValueError as e:  # InputError, ModelLoadError
+        return None, f"⚠️ {e}"
+    parts = field_parts(model, row, col)
+    rgb = np.zeros((SIDE, SIDE, 3), np.uint8)
+    for part, color in FIELD.items():
+        rgb[parts[part]] = color
+    rgb[row, col] = CURSOR
+    seen, blind, beyond = (int(parts[k].sum()) for k in ("seen", "blind spot", "beyond reach"))
+    text = (f"P(pixel = 1) at row {row + 1}, column {col + 1} depends on **{seen}** of the {row * SIDE + col} "
+            "earlier pixels. ")
+    if blind:
+        text += (f"**{blind} earlier pixel{'s are' if blind > 1 else ' is'} blind** (orange): the model sees pixels "
+                 "farther up but not these, the blind spot of stacked masked convolutions, above and to the right.")
+    else:
+        text += "**No earlier pixel is blind**: the model sees every earlier pixel within its reach."
+    if beyond:
+        text += f" {beyond} earlier pixel{'s are' if beyond > 1 else ' is'} beyond its reach."
+    return tile(rgb[None], scale=ZOOM), text
+
+
+def pick_pixel(evt: gr.SelectData) -> tuple[int, int]:
+    """The (row, column), counted from 1, of the pixel clicked in one of Inspect's pictures."""
+    if not evt.index:  # a click beside the picture
+        return gr.skip(), gr.skip()
+    x, y = evt.index  # in the picture's own pixels
+    return tuple(int(np.clip((v - PAD) // ZOOM, 0, SIDE - 1)) + 1 for v in (y, x))
+
+
+def model_changed(name: str) -> tuple[dict, dict, dict]:
+    """Show the digit choices, reset to "any", and the digit reading only for a labelled model."""
+    show = labelled(name)
+    return gr.update(visible=show, value=ANY), gr.update(visible=show, value=ANY), gr.update(visible=show)
 
 
 # --- the page --------------------------------------------------------------------------------
@@ -426,17 +558,25 @@ def sampling_options(random_default: bool) -> tuple[gr.Number, gr.Checkbox, gr.S
     return seed, random_seed, temperature
 
 
+def digit_choice(info: str, visible: bool) -> gr.Dropdown:
+    """The digit a labelled model is to draw; hidden for an unlabelled one."""
+    return gr.Dropdown(DIGITS, value=ANY, label="Digit", info=info, visible=visible)
+
+
 def build_demo(model: str = MODEL) -> gr.Blocks:
     """The page: Generate, Complete and Inspect tabs over one model picker."""
     with gr.Blocks(title="PixelCNN digits", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# PixelCNN: digits one pixel at a time\nA PixelCNN trained on binarized MNIST draws each "
                     "pixel from P(pixel = 1 | every pixel before it), left to right, top to bottom.")
-        picker = gr.Dropdown(model_choices(model), value=model, label="Model", info="the folders in weights/")
+        picker = gr.Dropdown(model_choices(model), value=model, label="Model",
+                             info=f"the models in {WEIGHTS_DIR.name}/")
+        labels = labelled(model)
 
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column(scale=1, min_width=240):
                     n = gr.Slider(1, MAX_DIGITS, 16, step=1, label="Digits")
+                    g_digit = digit_choice("the model is labelled: draw this digit, or any", labels)
                     seed, random_seed, temperature = sampling_options(random_default=True)
                     with gr.Row():
                         go = gr.Button("Generate", variant="primary")
@@ -447,8 +587,9 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
                     heat = picture("Probabilities", "**Probability** with which each pixel got its value")
                     gr.HTML(LEGEND.format(lo="0", hi="1"))
             status = gr.Markdown()
-            event = go.click(generate, [n, seed, random_seed, temperature, picker], [digits, heat, seed, status],
-                             api_name="generate", concurrency_id="sampler", concurrency_limit=4)
+            event = go.click(generate, [n, seed, random_seed, temperature, picker, g_digit],
+                             [digits, heat, seed, status], api_name="generate", concurrency_id="sampler",
+                             concurrency_limit=4)
             stop.click(None, cancels=[event])
 
         with gr.Tab("Complete"):
@@ -457,6 +598,7 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
                     pad = sketchpad()
                     rows = gr.Slider(1, SIDE - 1, 14, step=1, label="Rows to keep")
                     count = gr.Slider(1, MAX_DIGITS, 8, step=1, label="Completions")
+                    c_digit = digit_choice("the model is labelled: finish the drawing as this digit", labels)
                     with gr.Accordion("Sampling", open=False):
                         c_seed, c_random, c_temperature = sampling_options(random_default=False)
                     with gr.Row():
@@ -471,7 +613,7 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
             pad.change(preview, [pad, rows], [view, c_status], show_progress="hidden", trigger_mode="always_last",
                        api_name="preview")
             rows.release(preview, [pad, rows], [view, c_status], show_progress="hidden", api_visibility="private")
-            c_event = c_go.click(complete, [pad, rows, count, c_seed, c_random, c_temperature, picker],
+            c_event = c_go.click(complete, [pad, rows, count, c_seed, c_random, c_temperature, picker, c_digit],
                                  [view, completions, c_seed, c_status], api_name="complete",
                                  concurrency_id="sampler", concurrency_limit=4)
             c_stop.click(None, cancels=[c_event])
@@ -481,6 +623,7 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
                 with gr.Column(scale=2, min_width=300):
                     i_pad = sketchpad()
                     i_go = gr.Button("Inspect", variant="primary")
+                    examples = gr.Examples(EXAMPLES, i_pad, label="MNIST test digits")
                 with gr.Column(scale=1, min_width=180):
                     i_view = picture("Model view", "**What the model sees**")
                 with gr.Column(scale=1, min_width=180):
@@ -490,10 +633,33 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
                     s_map = picture("Surprise", "**Surprise**: -log P(the pixel's value), in nats")
                     gr.HTML(LEGEND.format(lo="0", hi=f"≥ {SURPRISE_MAX}"))
             i_text = gr.Markdown()
-            i_outputs = [i_view, p_map, s_map, i_text]
+            with gr.Row():
+                with gr.Column(scale=2, min_width=240, visible=labels) as reading:
+                    gr.Markdown("**Which digit is it?** p(digit | drawing) ∝ p(drawing | digit): how likely the "
+                                "model finds the drawing given each label, the ten equally likely beforehand")
+                    posterior = gr.Label(num_top_classes=10, show_label=False)
+                with gr.Column(scale=1, min_width=180):
+                    field = picture("Receptive field", "**Receptive field** of the red pixel: the earlier pixels "
+                                                       "its probability depends on")
+                    gr.HTML(FIELD_LEGEND)
+                with gr.Column(scale=2, min_width=240):
+                    gr.Markdown("Click a pixel in any picture above, or pick it here:")
+                    f_row = gr.Slider(1, SIDE, PIXEL[0] + 1, step=1, label="Row")
+                    f_col = gr.Slider(1, SIDE, PIXEL[1] + 1, step=1, label="Column")
+                    f_text = gr.Markdown()
+            i_outputs = [i_view, p_map, s_map, i_text, posterior]
             i_go.click(inspect_digit, [i_pad, picker], i_outputs, api_name="inspect")
-            examples = gr.Examples(EXAMPLES, i_pad, label="MNIST test digits")
             examples.load_input_event.then(inspect_digit, [i_pad, picker], i_outputs, api_visibility="private")
+            f_inputs, f_outputs = [picker, f_row, f_col], [field, f_text]
+            f_row.release(receptive, f_inputs, f_outputs, api_name="receptive_field")
+            f_col.release(receptive, f_inputs, f_outputs, api_visibility="private")
+            for image in (i_view, p_map, s_map, field):
+                image.select(pick_pixel, None, [f_row, f_col], api_visibility="private").then(
+                    receptive, f_inputs, f_outputs, api_visibility="private")
+
+        picker.change(model_changed, picker, [g_digit, c_digit, reading], api_visibility="private").then(
+            receptive, f_inputs, f_outputs, api_visibility="private")
+        demo.load(receptive, f_inputs, f_outputs, api_visibility="private")
 
         demo.load(None, js=BRUSH_ON)  # the sketchpads open with their brush selected: no extra click
     demo.queue(max_size=64)
@@ -506,7 +672,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=MODEL,
                         help="a folder in weights/, a folder, or a Hub repo id (default: PIXELCNN_MODEL or %(default)s)")
+    parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR,
+                        help="the folder of models the picker lists (default: PIXELCNN_WEIGHTS_DIR or %(default)s)")
     args = parser.parse_args()
-    if args.model != MODEL:
+    if (args.model, args.weights_dir) != (MODEL, WEIGHTS_DIR):
+        WEIGHTS_DIR = args.weights_dir
         demo = build_demo(args.model)
     demo.launch(css=CSS)

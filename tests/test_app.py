@@ -6,11 +6,15 @@ Tiny models keep it fast; the weights' values do not matter to what is tested he
 import io
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -19,14 +23,32 @@ from PIL import Image, ImageDraw  # noqa: E402
 import app  # noqa: E402
 import pixelcnn  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
 WARN = "⚠️"
 TINY = pixelcnn.PixelCNNConfig(hidden_channels=8, kernel_size=3, n_layers=1)
+TINY_GATED = pixelcnn.GatedPixelCNNConfig(hidden_channels=4, n_layers=2)  # labelled: n_labels=10
+RECIPE_SHAPE = pixelcnn.PixelCNNConfig(hidden_channels=8)  # the recipe's 7x7 masks and depth: its blind spot
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    return str(pixelcnn.save_model(pixelcnn.PixelCNN(TINY), tmp_path_factory.mktemp("models") / "tiny"))
+def weights(tmp_path_factory):
+    """A weights folder: tiny (the recipe's model type), tiny-gated (labelled), recipe-shape."""
+    folder = tmp_path_factory.mktemp("weights")
+    for name, model_type, config in [("tiny", pixelcnn.PixelCNN, TINY), ("tiny-gated", pixelcnn.GatedPixelCNN, TINY_GATED),
+                                     ("recipe-shape", pixelcnn.PixelCNN, RECIPE_SHAPE)]:
+        torch.manual_seed(0)
+        pixelcnn.save_model(model_type(config), folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_dir(weights) -> str:
+    return str(weights / "tiny")
+
+
+@pytest.fixture(scope="module")
+def gated_dir(weights) -> str:
+    return str(weights / "tiny-gated")
 
 
 @pytest.fixture(autouse=True)
@@ -51,17 +73,18 @@ def sketch(composite: Image.Image | None) -> dict:
     return {"background": white, "layers": [np.asarray(composite)], "composite": np.asarray(composite)}
 
 
-def untile(picture: np.ndarray, n: int, scale: int = 0, h: int = 28) -> np.ndarray:
-    """The (n, h, h) pixels read back from app.tile()'s picture (the red channel at each pixel's centre)."""
+def untile(picture: np.ndarray, n: int, scale: int = 0, h: int = 28, rgb: bool = False) -> np.ndarray:
+    """The (n, h, h) pixels read back from app.tile()'s picture: the red channel at each pixel's
+    centre, or the colour (n, h, h, 3) if rgb."""
     ncol = int(np.ceil(np.sqrt(n)))
     s, pad = scale or max(4, 448 // (ncol * h)), 4
-    out = np.zeros((n, h, h), np.uint8)
+    out = np.zeros((n, h, h, 3), np.uint8)
     centres = np.arange(h) * s + s // 2
     for k in range(n):
         r, c = divmod(k, ncol)
         top, left = pad + r * (h * s + pad), pad + c * (h * s + pad)
-        out[k] = picture[top + centres][:, left + centres, 0]
-    return out
+        out[k] = picture[top + centres][:, left + centres]
+    return out if rgb else out[..., 0]
 
 
 # --- the drawing the model sees --------------------------------------------------------------
@@ -200,7 +223,8 @@ def test_completions_keep_the_kept_rows_exactly(model_dir):
 
 def test_inspect_reports_the_models_surprise(model_dir):
     drawing = Image.open(app.EXAMPLES[0])
-    view, p_map, s_map, text = app.inspect_digit(drawing, model_dir)
+    view, p_map, s_map, text, posterior = app.inspect_digit(drawing, model_dir)
+    assert posterior is None and "reads the drawing" not in text  # no labels: no digit reading
     assert view.shape == p_map.shape == s_map.shape
     x = torch.from_numpy(app.to_mnist(drawing))[None, None]
     s = pixelcnn.surprise(app.get_model(model_dir), x)
@@ -241,25 +265,162 @@ def test_missing_models_say_what_to_do(tmp_path, monkeypatch, model_dir):
     assert app.inspect_digit(app.EXAMPLES[0], None)[3].startswith(WARN)
 
 
-def test_the_picker_lists_weights_and_the_chosen_model():
-    assert app.model_choices("user/repo") == ["user/repo", *pixelcnn.list_models()]
-    for name in pixelcnn.list_models():
-        assert app.model_choices(name) == pixelcnn.list_models()
+def test_the_picker_lists_every_model_in_the_weights_folder(weights, monkeypatch):
+    assert app.WEIGHTS_DIR == pixelcnn.weights.WEIGHTS_DIR  # the repo's weights/ unless told otherwise
+    assert app.model_choices(app.DEFAULT_MODEL)[:1] == [app.DEFAULT_MODEL]
+    monkeypatch.setattr(app, "WEIGHTS_DIR", weights)
+    names = ["recipe-shape", "tiny", "tiny-gated"]
+    assert app.model_choices("tiny") == names
+    assert app.model_choices("user/repo") == ["user/repo", *names]  # a Hub repo id given by --model comes first
+    assert isinstance(app.get_model("tiny"), pixelcnn.PixelCNN)  # a name in the folder is enough
+    assert isinstance(app.get_model("tiny-gated"), pixelcnn.GatedPixelCNN)
+    picker = next(c for c in app.build_demo("tiny").config["components"] if c["props"].get("label") == "Model")
+    assert [value for _, value in picker["props"]["choices"]] == names
+
+
+@pytest.mark.slow
+def test_the_weights_folder_can_be_set_by_the_environment(weights):
+    code = "import app; print(app.model_choices(app.MODEL))"
+    env = dict(os.environ, PIXELCNN_WEIGHTS_DIR=str(weights), PIXELCNN_MODEL="tiny-gated")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "['recipe-shape', 'tiny', 'tiny-gated']", out.stderr[-2000:]
+
+
+# --- labelled models: a digit to draw, and which digit a drawing is ---------------------------
+
+def test_only_a_labelled_model_offers_digits(gated_dir, model_dir):
+    assert app.DIGITS == ["any", *"0123456789"]
+    assert app.labelled(gated_dir) and not app.labelled(model_dir) and not app.labelled("nobody/no-such-model")
+    g_digit, c_digit, reading = app.model_changed(gated_dir)
+    assert g_digit["visible"] and c_digit["visible"] and reading["visible"]
+    assert g_digit["value"] == c_digit["value"] == app.ANY  # a digit chosen for another model is not kept
+    assert not any(update["visible"] for update in app.model_changed(model_dir))
+
+
+@pytest.mark.parametrize("digit", ["7", 7])
+def test_generate_draws_the_chosen_digit(gated_dir, digit):
+    frames = list(app.generate(3, 5, False, 1.0, gated_dir, digit))
+    assert len(frames) == 29 and ", each a 7, seed 5" in frames[-1][3]
+    model = app.get_model(gated_dir)
+    expected = pixelcnn.sample(model, 3, seed=5, label=7)[:, 0].numpy() * 255
+    np.testing.assert_array_equal(untile(frames[-1][0], 3), expected)
+    anything = untile(list(app.generate(3, 5, False, 1.0, gated_dir, "any"))[-1][0], 3)
+    np.testing.assert_array_equal(anything, pixelcnn.sample(model, 3, seed=5, label=None)[:, 0].numpy() * 255)
+    assert (anything != expected).any()  # the label changes what is drawn
+    assert "a 3, seed" in list(app.generate(1, 5, False, 1.0, gated_dir, "3"))[-1][3]
+
+
+def test_complete_finishes_as_the_chosen_digit(gated_dir):
+    image = Image.open(app.EXAMPLES[0])
+    digit = app.to_mnist(image)
+    frames = list(app.complete(image, 12, 2, 4, False, 1.0, gated_dir, "2"))
+    assert len(frames) == 1 + 28 - 12 and "top 12 rows, each a 2, seed 4" in frames[-1][3]
+    prefix = torch.from_numpy(digit)[None, None]
+    expected = pixelcnn.sample(app.get_model(gated_dir), 2, seed=4, prefix=prefix, rows=12, label=2)
+    np.testing.assert_array_equal(untile(frames[-1][1], 2), expected[:, 0].numpy() * 255)
+    assert (untile(frames[-1][1], 2)[:, :12] == digit[:12] * 255).all()
+
+
+@pytest.mark.parametrize("digit, message", [("10", "digit must be a whole number from 0 to 9"), (7.5, "from 0 to 9"),
+                                            (-1, "from 0 to 9"), ("seven", "from 0 to 9")])
+def test_bad_digits_say_why(gated_dir, digit, message):
+    for frames in (list(app.generate(1, 0, False, 1.0, gated_dir, digit)),
+                   list(app.complete(Image.open(app.EXAMPLES[0]), 14, 1, 0, False, 1.0, gated_dir, digit))):
+        assert len(frames) == 1 and frames[0][3].startswith(WARN) and message in frames[0][3]
+
+
+def test_a_digit_for_an_unlabelled_model_says_so(model_dir):
+    for frames in (list(app.generate(1, 0, False, 1.0, model_dir, "7")),
+                   list(app.complete(Image.open(app.EXAMPLES[0]), 14, 1, 0, False, 1.0, model_dir, "7"))):
+        assert len(frames) == 1 and frames[0][3] == f"{WARN} {app.NO_LABELS.format(name=model_dir)}"
+    assert "Drew" in list(app.generate(1, 0, False, 1.0, model_dir, "any"))[-1][3]
+
+
+def test_inspect_reads_the_digit_from_the_models_likelihoods(gated_dir):
+    drawing = Image.open(app.EXAMPLES[0])
+    *_, text, posterior = app.inspect_digit(drawing, gated_dir)
+    model = app.get_model(gated_dir)
+    x = torch.from_numpy(app.to_mnist(drawing))[None, None]
+    # log p(x | d), one digit at a time; with p(d) = 1/10, p(d | x) is their softmax
+    log_px = torch.stack([-pixelcnn.surprise(model, x, label=d).nats[0] for d in range(10)]).double()
+    expected = torch.softmax(log_px, dim=0).numpy()
+    assert list(posterior) == [str(d) for d in range(10)]
+    np.testing.assert_allclose([posterior[str(d)] for d in range(10)], expected, rtol=1e-4, atol=1e-9)
+    assert f"reads the drawing as a **{expected.argmax()}**" in text
+    unconditional = pixelcnn.surprise(model, x)  # the totals: the model's p(x) with no label
+    assert f"{float(unconditional.nats[0]):.1f} nats" in text
+
+
+# --- receptive fields --------------------------------------------------------------------------
+
+def field_colors(picture: np.ndarray) -> dict[str, np.ndarray]:
+    """Which pixels of app.receptive()'s picture have each of its colours: (28, 28) bool each."""
+    cells = untile(picture, 1, scale=app.ZOOM, rgb=True)[0]
+    colors = {**app.FIELD, "the pixel": app.CURSOR}
+    return {part: (cells == color).all(axis=2) for part, color in colors.items()}
+
+
+def test_the_recipe_models_blind_spot_is_shown(weights):
+    model_name = str(weights / "recipe-shape")
+    picture, text = app.receptive(model_name, 28, 15)  # row 28, column 15, counted from 1
+    parts = field_colors(picture)
+    assert parts["the pixel"].sum() == 1 and parts["the pixel"][27, 14]
+    # The wedge of tests/test_gated.py: d rows up, the columns right of 14 + 3d are blind, for d = 1..4.
+    blind = np.zeros((28, 28), bool)
+    for d in range(1, 5):
+        blind[27 - d, 14 + 3 * d + 1:] = True
+    np.testing.assert_array_equal(parts["blind spot"], blind)
+    np.testing.assert_array_equal(parts["beyond reach"][:6], True)  # 7 layers reach 21 rows up
+    assert not parts["beyond reach"][6:].any()
+    model = app.get_model(model_name)
+    field = pixelcnn.receptive_field(model, 27, 14).numpy()
+    np.testing.assert_array_equal(parts["seen"], field)
+    np.testing.assert_array_equal(parts["blind spot"] | parts["beyond reach"], pixelcnn.blind_spot(model, 27, 14))
+    assert parts["later"][27, 15:].all() and not parts["later"][:27].any()
+    assert "depends on **580** of the 770 earlier pixels" in text
+    assert "**22 earlier pixels are blind**" in text and "168 earlier pixels are beyond its reach" in text
+
+
+def test_the_gated_model_has_no_blind_spot(gated_dir):
+    picture, text = app.receptive(gated_dir, 21, 15)
+    parts = field_colors(picture)
+    assert not parts["blind spot"].any() and "**No earlier pixel is blind**" in text
+    field = pixelcnn.receptive_field(app.get_model(gated_dir), 20, 14).numpy()
+    np.testing.assert_array_equal(parts["seen"], field)
+    assert parts["seen"].sum() == 5 * 9 + 5  # reach 4: five rows above, nine wide, five to the left
+    assert f"depends on **50** of the {20 * 28 + 14} earlier pixels" in text
+
+
+@pytest.mark.parametrize("row, col", [(0, 5), (29, 1), (1.5, 3), (None, 3), ("x", 3)])
+def test_a_pixel_outside_says_why(model_dir, row, col):
+    picture, text = app.receptive(model_dir, row, col)
+    assert picture is None and text.startswith(WARN) and "from 1 to 28" in text
+
+
+def test_clicking_a_picture_picks_its_pixel():
+    def click(x, y):
+        return app.pick_pixel(gr.SelectData(None, {"index": [x, y], "value": None}))
+
+    # app.tile: 4 pixels of border, then ZOOM pixels a pixel
+    assert click(4 + 14 * app.ZOOM, 4 + 20 * app.ZOOM + app.ZOOM - 1) == (21, 15)
+    assert click(0, 0) == (1, 1) and click(287, 287) == (28, 28)  # the border counts as the nearest pixel
+    assert app.pick_pixel(gr.SelectData(None, {"index": None, "value": None})) == (gr.skip(), gr.skip())
 
 
 # --- a launched app, through gradio_client ---------------------------------------------------
 
 @pytest.fixture(scope="module")
-def server(model_dir):
+def server(weights, model_dir):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    saved, app.FPS = app.FPS, 0
-    demo = app.build_demo(model_dir)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=app.CSS)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
-    app.FPS = saved
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(app, "FPS", 0)
+        mp.setattr(app, "WEIGHTS_DIR", weights)  # the picker's models: tiny, tiny-gated, recipe-shape
+        demo = app.build_demo(model_dir)
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=app.CSS)
+        yield f"http://127.0.0.1:{port}/"
+        demo.close()
 
 
 @pytest.fixture
@@ -293,8 +454,41 @@ def test_client_completes_and_inspects(client, model_dir):
     assert "Drew" in status
     digit = app.to_mnist(Image.open(app.EXAMPLES[1]))
     assert (untile(np.asarray(Image.open(completions)), 4)[:, :12] == digit[:12] * 255).all()
-    *maps, text = client.predict(drawing_file(app.EXAMPLES[1]), model_dir, api_name="/inspect")
+    *maps, text, posterior = client.predict(drawing_file(app.EXAMPLES[1]), model_dir, api_name="/inspect")
     assert "bits per pixel" in text and all(Image.open(m).size == (288, 288) for m in maps)
+    assert posterior is None or not posterior.get("confidences")  # no labels, no digit reading
+
+
+def test_client_streams_the_chosen_digit(server, gated_dir):
+    """A labelled model picked by name from the weights folder, a digit chosen, streamed to the client."""
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    frames = list(client.submit(2, 5, False, 1.0, "tiny-gated", "7", api_name="/generate"))
+    assert len(frames) == 29 and "each a 7, seed 5" in frames[-1][3]
+    direct = list(app.generate(2, 5, False, 1.0, gated_dir, "7"))[-1][0]
+    np.testing.assert_array_equal(np.asarray(Image.open(frames[-1][0])), direct)
+    *_, (_, completions, _, status) = client.submit(drawing_file(app.EXAMPLES[1]), 12, 2, 1, False, 1.0,
+                                                    "tiny-gated", "2", api_name="/complete")
+    assert "each a 2, seed 1" in status
+    direct = list(app.complete(Image.open(app.EXAMPLES[1]), 12, 2, 1, False, 1.0, gated_dir, "2"))[-1][1]
+    np.testing.assert_array_equal(np.asarray(Image.open(completions)), direct)
+    *_, status = client.predict(2, 5, False, 1.0, "tiny", "7", api_name="/generate")
+    assert status == f"{WARN} {app.NO_LABELS.format(name='tiny')}"
+
+
+def test_client_reads_the_digit_and_the_receptive_field(client, gated_dir):
+    *_, text, posterior = client.predict(drawing_file(app.EXAMPLES[1]), "tiny-gated", api_name="/inspect")
+    direct = app.inspect_digit(Image.open(app.EXAMPLES[1]), gated_dir)[4]
+    got = {c["label"]: c["confidence"] for c in posterior["confidences"]}
+    assert got.keys() == direct.keys() and np.allclose([got[k] for k in direct], list(direct.values()))
+    assert posterior["label"] == max(direct, key=direct.get) and "reads the drawing as a" in text
+    picture, text = client.predict("recipe-shape", 28, 15, api_name="/receptive_field")
+    assert "**22 earlier pixels are blind**" in text and Image.open(picture).size == (288, 288)
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="less than minimum value 1"):  # the slider's own check: a message
+        client.predict("tiny", 0, 15, api_name="/receptive_field")
 
 
 def test_client_gets_messages_not_errors(client, model_dir, tmp_path):
@@ -302,7 +496,7 @@ def test_client_gets_messages_not_errors(client, model_dir, tmp_path):
     Image.new("RGB", (300, 200), "white").save(blank)
     *_, status = client.predict(drawing_file(blank), 14, 4, 0, False, 1.0, model_dir, api_name="/complete")
     assert status == f"{WARN} {app.EMPTY}"
-    *_, status = client.predict(drawing_file(blank), model_dir, api_name="/inspect")
+    *_, status, _ = client.predict(drawing_file(blank), model_dir, api_name="/inspect")
     assert status == f"{WARN} {app.EMPTY}"
 
 
