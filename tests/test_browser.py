@@ -1,8 +1,10 @@
 """app.py in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
 Draws a 7 on the sketchpad with the mouse, completes it, checks that completions appear,
-stops a running generation, and saves the page as docs/screenshot.png for the README.
-The screenshot shows the shipped model (weights/pixelcnn) when it is there.
+and saves the page as docs/screenshot.png for the README; stops a running generation;
+picks a pixel in Inspect by clicking it and sees its receptive field (docs/inspect.png);
+switches the model picker to a labelled model and draws a chosen digit. The screenshots
+show the shipped model (weights/pixelcnn) when it is there.
 """
 
 import os
@@ -25,6 +27,7 @@ import pixelcnn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
+INSPECT_SHOT = ROOT / "docs" / "inspect.png"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
@@ -32,6 +35,14 @@ TIMEOUT_MS = 60_000
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
+    """The app over a weights folder: the shipped models (linked) and a tiny labelled one, tiny-gated."""
+    weights = tmp_path_factory.mktemp("browser") / "weights"  # the picker says "the models in weights/"
+    weights.mkdir()
+    for name in pixelcnn.list_models():
+        (weights / name).symlink_to(pixelcnn.weights.WEIGHTS_DIR / name, target_is_directory=True)
+    torch.manual_seed(0)
+    pixelcnn.save_model(pixelcnn.GatedPixelCNN(pixelcnn.GatedPixelCNNConfig(hidden_channels=4, n_layers=2)),
+                        weights / "tiny-gated")
     if "pixelcnn" in pixelcnn.list_models():
         model = "pixelcnn"
     else:
@@ -41,10 +52,12 @@ def url(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo = app.build_demo(model)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=app.CSS)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(app, "WEIGHTS_DIR", weights)
+        demo = app.build_demo(model)
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=app.CSS)
+        yield f"http://127.0.0.1:{port}/"
+        demo.close()
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +109,7 @@ def test_draw_complete_and_screenshot(page):
     assert shown(view) and shown(completions)
     assert "completions of the top 14 rows" in tab.inner_text()
     SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT))
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 10_000
 
 
@@ -110,3 +123,63 @@ def test_stop_cancels_a_running_generation(page, monkeypatch):
     page.wait_for_timeout(2500)
     assert shown(tab.locator(".pixels").nth(0))
     assert "Drew" not in tab.inner_text()
+
+
+def click_pixel(picture, row: int, col: int):
+    """Click the centre of pixel (row, col), counted from 0, of an upscaled app.tile() picture of one digit."""
+    img = picture.locator("img").first
+    img.scroll_into_view_if_needed()  # the mouse clicks where the page is scrolled to
+    box = img.bounding_box()
+    natural = img.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    scale = min(box["width"] / natural[0], box["height"] / natural[1])  # shown whole, centred
+    left = box["x"] + (box["width"] - natural[0] * scale) / 2
+    top = box["y"] + (box["height"] - natural[1] * scale) / 2
+    img.page.mouse.click(left + (app.PAD + (col + 0.5) * app.ZOOM) * scale,
+                         top + (app.PAD + (row + 0.5) * app.ZOOM) * scale)
+
+
+def test_clicking_a_pixel_shows_its_receptive_field(page):
+    page.get_by_role("tab", name="Inspect").click()
+    tab = page.locator("div[role=tabpanel]:visible")
+    tab.get_by_text(f"row {app.PIXEL[0] + 1}, column {app.PIXEL[1] + 1}").wait_for()  # the first pixel's, on load
+    tab.locator(".gallery-item, button.gallery-item").first.click()  # an example: it is inspected at once
+    tab.get_by_text("bits per pixel", exact=False).first.wait_for()
+    view = tab.locator(".pixels").nth(0)
+    assert shown(view)
+    click_pixel(view, 10, 20)
+    tab.get_by_text("row 11, column 21", exact=False).first.wait_for()
+    field = tab.locator(".pixels").nth(3)
+    assert shown(field) and "earlier pixel" in tab.inner_text()
+    assert tab.get_by_label("Row").first.input_value() == "11"
+    click_pixel(field, 27, 14)  # the field's own picture picks a pixel too
+    tab.get_by_text("row 28, column 15", exact=False).first.wait_for()
+    page.wait_for_timeout(500)
+    INSPECT_SHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(INSPECT_SHOT), full_page=True)
+
+
+def visible(locator) -> bool:
+    return any(e.is_visible() for e in locator.all())
+
+
+def test_a_labelled_model_draws_the_chosen_digit(page):
+    page.get_by_role("tab", name="Generate").click()
+    tab = page.locator("div[role=tabpanel]:visible")
+    assert not visible(tab.get_by_label("Digit", exact=True))  # the shipped model has no labels
+    page.get_by_label("Model").first.click()
+    page.get_by_role("option", name="tiny-gated").click()
+    tab.get_by_label("Digit", exact=True).first.wait_for(state="visible")
+    tab.get_by_label("Digits").first.fill("2")  # the slider's number box
+    tab.get_by_label("Digits").first.press("Enter")
+    tab.get_by_label("Digit", exact=True).first.click()
+    page.get_by_role("option", name="7", exact=True).click()
+    tab.get_by_role("button", name="Generate", exact=True).click()
+    tab.get_by_text("2 digits, each a 7", exact=False).first.wait_for()
+    page.get_by_role("tab", name="Inspect").click()
+    page.get_by_text("Which digit is it?", exact=False).first.wait_for(state="visible")
+    page.get_by_label("Model").first.click()  # back to the first model: no labels, no digit choice
+    page.get_by_role("option").first.click()
+    page.get_by_role("tab", name="Generate").click()
+    page.wait_for_timeout(1000)
+    tab = page.locator("div[role=tabpanel]:visible")
+    assert not visible(tab.get_by_label("Digit", exact=True))
