@@ -86,7 +86,7 @@ def stream(clients, n: int, model: str, seed0: int = 0) -> list[tuple[float, flo
     One thread watches every job, so that the watching costs the server little CPU.
     """
     t0 = time.perf_counter()
-    jobs = [c.submit(n, seed0 + k, False, 1.0, model, api_name="/generate") for k, c in enumerate(clients)]
+    jobs = [c.submit(n, seed0 + k, False, 1.0, model, "any", api_name="/generate") for k, c in enumerate(clients)]
     first = [None] * len(jobs)
     last = [None] * len(jobs)
     while any(t is None for t in last):
@@ -147,7 +147,7 @@ def main() -> int:
         checkpoints = {0: rss_mib(server.proc.pid)}
         t0 = time.perf_counter()
         for k in range(1, args.requests + 1):
-            frames = list(client.submit(4, k, False, 1.0, model, api_name="/generate"))
+            frames = list(client.submit(4, k, False, 1.0, model, "any", api_name="/generate"))
             assert "Drew 784" in frames[-1][3], frames[-1]
             if k % max(1, args.requests // 4) == 0:
                 checkpoints[k] = rss_mib(server.proc.pid)
