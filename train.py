@@ -2,6 +2,7 @@
 
     python train.py                        # the recipe: 10 epochs, Adam 1e-3, batch 64
     python train.py --resume               # continue a killed run where it stopped
+    python train.py --restart              # start afresh, overwriting the checkpoint of an earlier run
     python train.py --push-to-hub user/repo
     python train.py --push-only --push-to-hub user/repo   # upload weights/pixelcnn as it is
     python train.py --model gated_pixelcnn --name gated-pixelcnn --lr-schedule cosine
@@ -53,6 +54,8 @@ def parse_args(argv=None):
     p.add_argument("--samples", type=int, default=16, help="digits in results/samples.png (default: %(default)s)")
     p.add_argument("--checkpoint-every", type=float, default=300, help="seconds between mid-epoch checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint of --name")
+    p.add_argument("--restart", action="store_true",
+                   help="start afresh even though --name has a checkpoint (it is overwritten)")
     p.add_argument("--push-to-hub", metavar="USER/REPO", help="upload the weights folder and plots to this Hub repo")
     p.add_argument("--push-only", action="store_true",
                    help="do not train: upload OUT/NAME and its plots to --push-to-hub")
@@ -72,6 +75,8 @@ def parse_args(argv=None):
         from pixelcnn.hub import is_repo_id
         if not is_repo_id(args.push_to_hub):
             p.error(f"--push-to-hub wants a repo id like user/repo, got {args.push_to_hub!r}")
+    if args.resume and args.restart:
+        p.error("--resume and --restart exclude each other")
     if args.push_only and not args.push_to_hub:
         p.error("--push-only needs --push-to-hub USER/REPO")
     return args
@@ -101,6 +106,12 @@ def main(argv=None) -> int:
     results = Path(args.results)
     if args.push_only:
         return push_outputs(args, out, results)
+    checkpoint = Path(args.checkpoints) / f"{args.name}.safetensors"
+    if checkpoint.is_file() and not (args.resume or args.restart or args.evaluate):
+        # A killed run's progress is never thrown away by accident.
+        print(f"train.py: error: {checkpoint} holds an earlier run of {args.name}: continue it with --resume, "
+              f"or start over with --restart (which overwrites it)", file=sys.stderr)
+        return 1
 
     # Under torchrun, rank 0 fetches the files first, so that no two processes download or unpack at once.
     if world > 1 and rank != 0:
@@ -158,7 +169,7 @@ def main(argv=None) -> int:
         write_outputs(model, state)
 
     try:
-        state = fit(model, train, test, tc, Path(args.checkpoints) / f"{args.name}.safetensors",
+        state = fit(model, train, test, tc, checkpoint,
                     resume=args.resume, on_epoch=on_epoch, meta={"model_config": asdict(config), "data": data_info})
     except (TrainingDiverged, ValueError, FileNotFoundError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)

@@ -435,3 +435,25 @@ def test_push_only_needs_a_repo(tiny_mnist, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train.main(args(tiny_mnist, tmp_path, "--push-only"))
     assert "--push-only needs --push-to-hub" in capsys.readouterr().err
+
+
+def test_a_new_run_never_overwrites_an_earlier_runs_checkpoint(tiny_mnist, tmp_path, capsys, kill_at):
+    disarm = kill_at(12)
+    with pytest.raises(Killed):
+        train.main(args(tiny_mnist, tmp_path, "--checkpoint-every", "0"))
+    disarm()
+    ckpt = tmp_path / "checkpoints" / "pixelcnn.safetensors"
+    before = ckpt.read_bytes()
+    capsys.readouterr()
+    assert train.main(args(tiny_mnist, tmp_path)) == 1
+    err = _one_line_error(capsys)
+    assert "holds an earlier run" in err and "--resume" in err and "--restart" in err
+    assert ckpt.read_bytes() == before
+    assert train.main(args(tiny_mnist, tmp_path, "--restart", "--epochs", "1")) == 0
+    assert ckpt.read_bytes() != before
+
+
+def test_resume_and_restart_exclude_each_other(tiny_mnist, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train.main(args(tiny_mnist, tmp_path, "--resume", "--restart"))
+    assert "exclude each other" in capsys.readouterr().err
