@@ -27,9 +27,15 @@ from pixelcnn.trainer import TrainConfig, TrainingDiverged, distributed_setup, e
 from pixelcnn.weights import MODEL_TYPES, ModelLoadError, atomic_write, write_json
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (not the whole usage) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="train.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--name", default="pixelcnn", help="model name: weights go to OUT/NAME (default: %(default)s)")
     p.add_argument("--out", default="weights", help="folder for model folders (default: %(default)s)")
     p.add_argument("--results", default="results", help="folder for the plots (default: %(default)s)")
