@@ -27,6 +27,10 @@ class ModelLoadError(ValueError):
     """A model could not be loaded; the message names the file and the problem."""
 
 
+_UMASK = os.umask(0)  # read the process's umask (the only way is to set it) ...
+os.umask(_UMASK)  # ... and put it back
+
+
 def atomic_write(path: str | Path, write) -> None:
     """Call write(tmp_path), then rename tmp_path onto path: a crash never leaves half a file."""
     path = Path(path)
@@ -35,6 +39,7 @@ def atomic_write(path: str | Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private (0600); give it a new file's usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

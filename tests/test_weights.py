@@ -259,3 +259,11 @@ def test_save_model_failure_keeps_the_previous_weights(model, saved, monkeypatch
         save_model(model, saved)
     assert (saved / "model.safetensors").read_bytes() == before
     load_folder(saved)
+
+
+def test_saved_files_get_a_new_files_usual_mode(tmp_path):
+    from pixelcnn.weights import write_json
+
+    write_json(tmp_path / "a.json", {})
+    (tmp_path / "b.json").write_text("{}")  # what any new file gets under this umask
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == (tmp_path / "b.json").stat().st_mode & 0o777
