@@ -166,6 +166,7 @@ def test_a_labelled_model_draws_the_chosen_digit(page):
     page.get_by_role("tab", name="Generate").click()
     tab = page.locator("div[role=tabpanel]:visible")
     assert not visible(tab.get_by_label("Digit", exact=True))  # the shipped model has no labels
+    first_model = page.get_by_label("Model").first.input_value()
     page.get_by_label("Model").first.click()
     page.get_by_role("option", name="tiny-gated").click()
     tab.get_by_label("Digit", exact=True).first.wait_for(state="visible")
@@ -178,7 +179,7 @@ def test_a_labelled_model_draws_the_chosen_digit(page):
     page.get_by_role("tab", name="Inspect").click()
     page.get_by_text("Which digit is it?", exact=False).first.wait_for(state="visible")
     page.get_by_label("Model").first.click()  # back to the first model: no labels, no digit choice
-    page.get_by_role("option").first.click()
+    page.get_by_role("option", name=first_model, exact=True).click()
     page.get_by_role("tab", name="Generate").click()
     page.wait_for_timeout(1000)
     tab = page.locator("div[role=tabpanel]:visible")
