@@ -49,6 +49,11 @@ def _how_trained(metrics: dict) -> str:
 def model_card(name: str, metrics: dict) -> str:
     cfg, tc, hist = metrics["model_config"], metrics["train_config"], metrics["history"]
     last = hist[-1]
+    labelled = cfg.get("n_labels", 0) > 0
+    train_labels = (f", with each digit's label except the {cfg.get('label_dropout', 0):.0%} dropped at random"
+                    if labelled else "")
+    use_label = ("\nimages = pixelcnn.sample(model, 16, seed=0, label=7)  # sixteen 7s"
+                 if labelled else "")
     done = len(hist) == tc["epochs"]
     table = "\n".join(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['test_loss']:.4f} | {h['elapsed_s'] / 60:.0f} |"
                       for h in hist)
@@ -75,9 +80,10 @@ in raster order), so it can generate digits pixel by pixel, complete a partly dr
 {status}
 ## Result
 
-Loss on the {metrics['data']['test_images']:,} MNIST test digits after {last['epoch']} epochs:
+Loss on the {metrics['data']['test_images']:,} MNIST test digits after {last['epoch']} epoch{'s' * (last['epoch'] != 1)}:
 **{last['test_loss']:.4f} nats per pixel** ({last['test_loss'] * 784:.1f} nats per image;
-the recipe reported {RECIPE_TEST_LOSS}). Train loss {last['train_loss']:.4f}.
+the recipe reported {RECIPE_TEST_LOSS}). Train loss {last['train_loss']:.4f}: the mean over that epoch's
+batches as it trained on them{train_labels}.
 
 | epoch | train loss | test loss | minutes |
 | --- | --- | --- | --- |
@@ -95,7 +101,7 @@ Every figure here was written by `train.py` from what it measured (`metrics.json
 ```python
 import pixelcnn
 model = pixelcnn.load_model("{name}")            # from weights/ in the repo, or a Hub repo id
-images = pixelcnn.sample(model, 16, seed=0)      # (16, 1, 28, 28) in {{0, 1}}
+images = pixelcnn.sample(model, 16, seed=0)      # (16, 1, 28, 28) in {{0, 1}}{use_label}
 ```
 
 Weights are safetensors (`model.safetensors`) with the shape in `config.json`; loading unpickles nothing.

@@ -50,6 +50,16 @@ def test_card_reports_the_measured_numbers():
     assert "| 3 | 0.0333 | 0.0667 | 3 |" in card
     assert "2.00 hours" in card and "in progress" not in card
     assert 'pixelcnn.load_model("tiny")' in card
+    assert "label" not in card  # an unlabelled model
+
+
+def test_card_of_a_labelled_model_says_how_labels_were_used():
+    m = _metrics(1, epochs=1)
+    m["model_config"] = {"model_type": "gated_pixelcnn", "n_labels": 10, "label_dropout": 0.25}
+    card = model_card("gated", m)
+    assert "after 1 epoch:" in card and "with the label dropped" in card
+    assert "label except the 25% dropped at random" in card
+    assert "pixelcnn.sample(model, 16, seed=0, label=7)" in card
 
 
 def test_card_says_when_training_is_unfinished_and_how_it_ran():
