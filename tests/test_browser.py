@@ -4,7 +4,8 @@ Draws a 7 on the sketchpad with the mouse, completes it, checks that completions
 and saves the page as docs/screenshot.png for the README; stops a running generation;
 picks a pixel in Inspect by clicking it and sees its receptive field (docs/inspect.png);
 switches the model picker to a labelled model and draws a chosen digit. The screenshots
-show the shipped model (weights/pixelcnn) when it is there.
+show the shipped models (weights/pixelcnn; weights/gated-pixelcnn in docs/gated.png) when
+they are there.
 """
 
 import os
@@ -28,6 +29,7 @@ import pixelcnn  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
 INSPECT_SHOT = ROOT / "docs" / "inspect.png"
+GATED_SHOT = ROOT / "docs" / "gated.png"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
@@ -184,3 +186,21 @@ def test_a_labelled_model_draws_the_chosen_digit(page):
     page.wait_for_timeout(1000)
     tab = page.locator("div[role=tabpanel]:visible")
     assert not visible(tab.get_by_label("Digit", exact=True))
+
+
+def test_the_shipped_gated_model_reads_the_digit_and_sees_without_a_blind_spot(page):
+    if "gated-pixelcnn" not in pixelcnn.list_models():
+        pytest.skip("weights/gated-pixelcnn is not there")
+    page.get_by_role("tab", name="Inspect").click()
+    page.get_by_label("Model").first.click()
+    page.get_by_role("option", name="gated-pixelcnn", exact=True).click()
+    tab = page.locator("div[role=tabpanel]:visible")
+    page.wait_for_timeout(1000)
+    tab.locator(".gallery-item, button.gallery-item").first.click()  # the example 7
+    tab.get_by_text("reads the drawing as a", exact=False).first.wait_for()
+    assert "reads the drawing as a 7" in " ".join(tab.inner_text().split()).replace("*", "")
+    click_pixel(tab.locator(".pixels").nth(3), 27, 14)
+    tab.get_by_text("row 28, column 15", exact=False).first.wait_for()
+    assert "No earlier pixel is blind" in tab.inner_text()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(GATED_SHOT), full_page=True)
