@@ -435,13 +435,12 @@ def digit_posterior(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     """p(label | x) of a labelled model, from its own likelihoods: (n_labels,) probabilities.
 
     p(label | x) ∝ p(x | label) p(label), the labels equally likely: one forward pass per
-    label (in one batch), log p(x | label) summed over the pixels, then a softmax.
+    label, log p(x | label) summed over the pixels, then a softmax.
 
     Args:
         x: (1, 1, 28, 28) in {0, 1}.
     """
-    n = n_labels(model)
-    log_px = -pixelcnn.surprise(model, x.expand(n, -1, -1, -1), label=torch.arange(n)).nats  # (n,)
+    log_px = -pixelcnn.label_nats(model, x)[0]  # (n_labels,)
     return torch.softmax(log_px.double(), dim=0).numpy()
 
 

@@ -11,6 +11,7 @@
 """
 
 import argparse
+import json
 import platform
 import sys
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from pixelcnn import load_model, sample, save_model
+from pixelcnn import load_model, marginal_nats, sample, save_model
 from pixelcnn.card import RECIPE_TEST_LOSS, model_card
 from pixelcnn.data import load_mnist
 from pixelcnn.plotting import save_grid, save_loss_curve
@@ -56,7 +57,8 @@ def parse_args(argv=None):
                    help="pixelcnn: mask-B layers (6); gated_pixelcnn: gated layers (8)")
     p.add_argument("--n-labels", type=int, default=10, help="gated_pixelcnn: digit labels, 0 for none")
     p.add_argument("--label-dropout", type=float, default=0.2, help="gated_pixelcnn: how often a label is dropped")
-    p.add_argument("--evaluate", action="store_true", help="only measure the test loss of OUT/NAME and print it")
+    p.add_argument("--evaluate", action="store_true", help="only measure the test loss of OUT/NAME (for a labelled model, also with p(x) "
+                        "marginalised over the labels); print it and record it in its metrics.json")
     p.add_argument("--samples", type=int, default=16, help="digits in results/samples.png (default: %(default)s)")
     p.add_argument("--checkpoint-every", type=float, default=300, help="seconds between mid-epoch checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint of --name")
@@ -210,16 +212,41 @@ def push_outputs(args, out: Path, results: Path) -> int:
 
 
 def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device) -> int:
-    """Print the test loss of the model saved in folder, as train.py measures it each epoch."""
+    """Print the test loss of the model saved in folder, as train.py measures it each epoch.
+
+    For a labelled model, also -log p(x) with p(x) marginalised over its labels (each equally
+    likely). Measured on the whole test set, both are recorded in the folder's metrics.json
+    ("evaluation") and model card.
+    """
     try:
         model = load_model(folder, device=device)
     except ModelLoadError as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 1
+    images, n = test[0], len(test[0])
+    pixels = images[0].numel()
     t0 = time.time()
-    loss = evaluate(model, test, 1000, device)
-    print(f"{folder}: test loss {loss:.4f} nats per pixel ({loss * 784:.2f} nats per image) "
-          f"on {len(test[0]):,} digits, in {time.time() - t0:.0f} s")
+    loss = evaluate(model, test, TrainConfig.eval_batch_size, device)
+    result = {"test_loss": loss, "seconds": round(time.time() - t0, 1)}
+    labelled = getattr(model.config, "n_labels", 0)
+    print(f"{folder}: test loss {loss:.4f} nats per pixel ({loss * pixels:.2f} nats per image) "
+          f"on {n:,} digits{', with the label dropped' if labelled else ''}, in {result['seconds']:.0f} s")
+    if labelled:
+        t0 = time.time()
+        marginal = float(marginal_nats(model, images).double().sum()) / (n * pixels)
+        result.update(test_loss_marginal=marginal, marginal_seconds=round(time.time() - t0, 1))
+        print(f"{folder}: test loss {marginal:.4f} nats per pixel ({marginal * pixels:.2f} nats per image) "
+              f"with p(x) marginalised over the {labelled} labels (p(label) = 1/{labelled}), "
+              f"in {result['marginal_seconds']:.0f} s")
+    metrics_path = folder / "metrics.json"
+    if metrics_path.is_file():
+        metrics = json.loads(metrics_path.read_text())
+        if metrics.get("data", {}).get("test_images") == n:
+            metrics["evaluation"] = dict(result, command=f"python train.py --name {folder.name} --evaluate")
+            write_json(metrics_path, metrics)
+            card = model_card(folder.name, metrics)
+            atomic_write(folder / "README.md", lambda tmp: Path(tmp).write_text(card))
+            print(f"recorded in {metrics_path} and the model card")
     return 0
 
 

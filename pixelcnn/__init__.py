@@ -4,10 +4,12 @@ from .layers import MaskedConv2d, causal_mask
 from .gated import GatedPixelCNN, GatedPixelCNNConfig
 from .model import PixelCNN, PixelCNNConfig
 from .receptive import blind_spot, receptive_field
-from .sampling import SampleStep, Surprise, probabilities, sample, sample_plain, sample_stream, surprise
+from .sampling import (SampleStep, Surprise, label_nats, marginal_nats, probabilities, sample, sample_plain,
+                       sample_stream, surprise)
 from .weights import ModelLoadError, list_models, load_model, save_model
 
 __all__ = ["MaskedConv2d", "causal_mask", "PixelCNN", "PixelCNNConfig", "GatedPixelCNN", "GatedPixelCNNConfig",
            "receptive_field", "blind_spot", "sample",
            "sample_plain", "sample_stream", "SampleStep", "probabilities", "surprise", "Surprise",
+           "label_nats", "marginal_nats",
            "ModelLoadError", "list_models", "load_model", "save_model"]

@@ -52,6 +52,16 @@ def model_card(name: str, metrics: dict) -> str:
     labelled = cfg.get("n_labels", 0) > 0
     train_labels = (f", with each digit's label except the {cfg.get('label_dropout', 0):.0%} dropped at random"
                     if labelled else "")
+    ev = metrics.get("evaluation")
+    remeasured = ""
+    if ev:
+        remeasured = f"\nRemeasured with `{ev['command']}`: {ev['test_loss']:.4f} nats per pixel"
+        if "test_loss_marginal" in ev:
+            n = cfg.get("n_labels", 0)
+            remeasured += (f" with the label dropped, and **{ev['test_loss_marginal']:.4f}** "
+                           f"({ev['test_loss_marginal'] * 784:.1f} nats per image) with p(x) marginalised over "
+                           f"the {n} labels, each equally likely: p(x) = the mean of p(x | label)")
+        remeasured += ".\n"
     use_label = ("\nimages = pixelcnn.sample(model, 16, seed=0, label=7)  # sixteen 7s"
                  if labelled else "")
     done = len(hist) == tc["epochs"]
@@ -84,7 +94,7 @@ Loss on the {metrics['data']['test_images']:,} MNIST test digits after {last['ep
 **{last['test_loss']:.4f} nats per pixel** ({last['test_loss'] * 784:.1f} nats per image;
 the recipe reported {RECIPE_TEST_LOSS}). Train loss {last['train_loss']:.4f}: the mean over that epoch's
 batches as it trained on them{train_labels}.
-
+{remeasured}
 | epoch | train loss | test loss | minutes |
 | --- | --- | --- | --- |
 {table}

@@ -229,3 +229,36 @@ def surprise(model, images: torch.Tensor, label=None) -> Surprise:
     nats_map = F.binary_cross_entropy_with_logits(logits, x, reduction="none")  # (B, 1, H, W)
     nats = nats_map.sum(dim=(1, 2, 3))  # (B,)
     return Surprise(nats_map, nats, nats / math.log(2) / x[0].numel())
+
+
+def label_nats(model, images: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
+    """-log p(image | label) under every label of a labelled model, in nats.
+
+    Args:
+        images: (B, 1, H, W) values in {0, 1}.
+        batch_size: images x labels per forward pass.
+    Returns:
+        (B, n_labels), on the CPU.
+    """
+    n = getattr(model.config, "n_labels", 0)
+    if not n:
+        raise ValueError("the model has no labels")
+    x = _binary_images(images, "images", "(B, 1, H, W)")
+    out = []
+    for chunk in x.split(max(1, batch_size // n)):  # each image once per label, in one pass
+        labels = torch.arange(n).repeat(len(chunk))
+        out.append(surprise(model, chunk.repeat_interleave(n, dim=0), label=labels).nats.view(len(chunk), n))
+    return torch.cat(out)
+
+
+def marginal_nats(model, images: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
+    """-log p(image) of a labelled model, p(image) = the mean over its labels of p(image | label).
+
+    This is the unconditional likelihood with every label equally likely beforehand (p(label) =
+    1 / n_labels), an alternative to the model's own unlabelled p(image) (`surprise` with no label).
+
+    Returns:
+        (B,) nats, on the CPU.
+    """
+    log_p = -label_nats(model, images, batch_size).double()  # (B, n_labels)
+    return (math.log(log_p.shape[1]) - torch.logsumexp(log_p, dim=1)).float()

@@ -29,7 +29,7 @@ class TrainConfig:
     batch_size: int = 64  # in all, across processes
     lr: float = 1e-3
     seed: int = 0
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 100  # speed only: on a CPU, 100 runs about twice as fast as 1000
     checkpoint_every: float = 300.0  # seconds between mid-epoch checkpoints
     lr_schedule: str = "constant"  # or "cosine": from lr down to 0 over all the steps
 
@@ -111,13 +111,15 @@ def save_checkpoint(path: Path, model, optimizer, state: TrainState, meta: dict)
 def _settings(meta: dict) -> dict:
     """meta, flattened to "train_config.lr": ..., less what may change on --resume.
 
-    More epochs, or another checkpoint interval, do not change the steps already taken.
+    More epochs, another checkpoint interval or another evaluation batch size do not change
+    the steps already taken.
     """
     flat = {}
     for k, v in meta.items():
         for kk, vv in (v.items() if isinstance(v, dict) else [(None, v)]):
             flat[k if kk is None else f"{k}.{kk}"] = vv
-    return {k: v for k, v in flat.items() if k not in ("train_config.epochs", "train_config.checkpoint_every")}
+    return {k: v for k, v in flat.items() if k not in ("train_config.epochs", "train_config.checkpoint_every",
+                                                       "train_config.eval_batch_size")}
 
 
 def load_checkpoint(path: Path, model, optimizer, device, meta: dict | None = None) -> TrainState:

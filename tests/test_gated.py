@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pixelcnn import PixelCNN, PixelCNNConfig, load_model, save_model
+from pixelcnn import PixelCNN, PixelCNNConfig, label_nats, load_model, marginal_nats, save_model, surprise
 from pixelcnn.gated import GatedPixelCNN, GatedPixelCNNConfig
 from pixelcnn.receptive import blind_spot, receptive_field
 from test_model import _reachable
@@ -34,7 +34,7 @@ PIXELS = [(0, 0), (0, 5), (1, 0), (5, 27), (13, 13), (27, 14), (27, 27)]
 
 
 @pytest.mark.parametrize("kw", [{}, {"first_kernel_size": 5, "kernel_size": 5, "n_layers": 2},
-                                {"n_layers": 1}, {"n_labels": 0}])
+                                {"first_kernel_size": 15, "n_layers": 4}, {"n_layers": 1}, {"n_labels": 0}])
 @pytest.mark.parametrize("i, j", PIXELS)
 def test_gated_model_sees_every_earlier_pixel_in_reach_and_nothing_later(kw, i, j):
     model = gated(**kw)
@@ -121,6 +121,26 @@ def test_training_loss_drops_labels_at_the_configured_rate():
     model.loss((torch.zeros(4000, 1, 4, 4), torch.full((4000,), 7)))
     dropped = (seen[0] == 10).float().mean().item()
     assert 0.2 < dropped < 0.3 and set(seen[0].tolist()) == {7, 10}
+
+
+@pytest.mark.parametrize("batch_size", [1, 25, 1000])
+def test_label_likelihoods_and_their_marginal(batch_size):
+    model = gated(seed=3)
+    x = (torch.rand(7, 1, 28, 28, generator=torch.Generator().manual_seed(4)) > 0.7).float()
+    nats = label_nats(model, x, batch_size=batch_size)
+    per_label = torch.stack([surprise(model, x, label=torch.full((7,), d)).nats for d in range(10)], dim=1)
+    torch.testing.assert_close(nats, per_label)
+    # -log of the mean of p(x | d) over the ten digits, computed here the plain way in float64
+    expected = -torch.log(torch.exp(-per_label.double() + per_label.double().min()).mean(dim=1)) + per_label.min()
+    marginal = marginal_nats(model, x, batch_size=batch_size)
+    torch.testing.assert_close(marginal.double(), expected, rtol=0, atol=1e-3)
+    best = per_label.min(dim=1).values  # the mean is at least the largest term over 10, at most it
+    assert (marginal >= best - 1e-3).all() and (marginal <= best + torch.log(torch.tensor(10.0)) + 1e-3).all()
+
+
+def test_an_unlabelled_model_has_no_label_likelihoods():
+    with pytest.raises(ValueError, match="no labels"):
+        label_nats(gated(n_labels=0), torch.zeros(1, 1, 28, 28))
 
 
 @pytest.mark.parametrize("kw", [{"kernel_size": 4}, {"first_kernel_size": 1}, {"n_layers": 0},

@@ -60,6 +60,11 @@ def test_card_of_a_labelled_model_says_how_labels_were_used():
     assert "after 1 epoch:" in card and "with the label dropped" in card
     assert "label except the 25% dropped at random" in card
     assert "pixelcnn.sample(model, 16, seed=0, label=7)" in card
+    assert "Remeasured" not in card
+    m["evaluation"] = {"test_loss": 0.0812, "test_loss_marginal": 0.07891, "command": "python train.py --evaluate"}
+    card = model_card("gated", m)
+    assert "Remeasured with `python train.py --evaluate`: 0.0812 nats per pixel with the label dropped" in card
+    assert "**0.0789** (61.9 nats per image) with p(x) marginalised over the 10 labels" in card
 
 
 def test_card_says_when_training_is_unfinished_and_how_it_ran():

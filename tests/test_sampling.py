@@ -48,7 +48,7 @@ RECIPES = [  # (hidden, kernel_size, n_layers)
 ]
 GATED = [  # (hidden, first_kernel_size, kernel_size, n_layers, n_labels)
     (4, 3, 3, 1, 0), (3, 7, 3, 2, 10), (5, 5, 5, 3, 10), (6, 3, 7, 2, 0), (8, 7, 3, 8, 10), (2, 5, 3, 4, 3),
-    (16, 7, 5, 2, 10),
+    (16, 7, 5, 2, 10), (6, 15, 3, 3, 10),
 ]
 MODELS = [("recipe", c) for c in RECIPES] + [("gated", c) for c in GATED]
 

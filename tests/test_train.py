@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import train
-from pixelcnn import PixelCNN, PixelCNNConfig, load_model
+from pixelcnn import PixelCNN, PixelCNNConfig, load_model, marginal_nats
+from pixelcnn.data import load_mnist
 from pixelcnn.gated import GatedPixelCNN
 from pixelcnn.trainer import TrainState, save_checkpoint
 
@@ -334,6 +336,17 @@ def test_resume_with_other_settings(tiny_mnist, tmp_path, capsys, kill_at):
     assert train.main(args(tiny_mnist, tmp_path, "--resume", "--epochs", "1")) == 0
 
 
+def test_the_evaluation_batch_size_is_not_a_setting_of_the_run():
+    """Checkpoints made when it was 1000 resume now that it is 100: it changes no step."""
+    from dataclasses import asdict
+
+    from pixelcnn.trainer import TrainConfig, _settings
+
+    meta = lambda **kw: {"model_config": {"hidden_channels": 4}, "train_config": asdict(TrainConfig(**kw))}  # noqa: E731
+    assert _settings(meta(eval_batch_size=1000)) == _settings(meta())
+    assert _settings(meta(lr=0.02)) != _settings(meta())
+
+
 def test_missing_data_is_a_one_line_error(tmp_path, capsys, no_download):
     empty = tmp_path / "nodata"
     assert train.main(args(empty, tmp_path)) == 1
@@ -378,7 +391,7 @@ def test_a_failed_push_is_a_one_line_error_and_keeps_the_weights(tiny_mnist, tmp
 
 # ---- other models and settings ----
 
-def test_trains_the_gated_model_and_resumes_it_exactly(tiny_mnist, tmp_path, kill_at):
+def test_trains_the_gated_model_and_resumes_it_exactly(tiny_mnist, tmp_path, kill_at, capsys):
     gated = ["--model", "gated_pixelcnn", "--name", "gated", "--n-layers", "2", "--lr-schedule", "cosine",
              "--checkpoint-every", "0"]
     ref = tmp_path / "ref"
@@ -390,6 +403,19 @@ def test_trains_the_gated_model_and_resumes_it_exactly(tiny_mnist, tmp_path, kil
     card = (ref / "weights" / "gated" / "README.md").read_text()
     assert "--model gated_pixelcnn" in card and "--lr-schedule cosine" in card and "gated PixelCNN" in card
     assert (ref / "results" / "gated_samples.png").is_file()
+
+    # --evaluate: the loss with the label dropped, and with p(x) marginalised over the labels
+    capsys.readouterr()
+    assert train.main(args(tiny_mnist, ref, *gated, "--evaluate")) == 0
+    out = capsys.readouterr().out
+    ev = json.loads((ref / "weights" / "gated" / "metrics.json").read_text())["evaluation"]
+    assert ev["test_loss"] == pytest.approx(m["test_loss"], rel=1e-5)
+    images, _ = load_mnist(tiny_mnist, train=False)
+    model = load_model(ref / "weights" / "gated")
+    expected = float(marginal_nats(model, images[:256]).double().mean()) / 784
+    assert ev["test_loss_marginal"] == pytest.approx(expected, rel=1e-6)
+    assert f"test loss {expected:.4f} nats per pixel" in out and "marginalised over the 10 labels" in out
+    assert f"**{expected:.4f}**" in (ref / "weights" / "gated" / "README.md").read_text()
 
     # Killed mid-run and resumed: label dropout and the learning rate depend on the step alone,
     # so the resumed run ends on exactly the same weights.
@@ -413,11 +439,21 @@ def test_cosine_schedule_goes_from_lr_to_zero():
         TrainConfig(lr_schedule="linear")
 
 
-def test_evaluate_remeasures_the_saved_test_loss(tiny_mnist, reference, capsys):
+def test_evaluate_remeasures_the_saved_test_loss_and_records_it(tiny_mnist, reference, tmp_path, capsys):
+    shutil.copytree(reference / "weights", tmp_path / "weights")  # the reference stays as it is
     capsys.readouterr()
-    assert train.main(args(tiny_mnist, reference, "--evaluate")) == 0
+    assert train.main(args(tiny_mnist, tmp_path, "--evaluate")) == 0
     out = capsys.readouterr().out
-    assert f"test loss {_metrics(reference)['test_loss']:.4f} nats per pixel" in out
+    m = _metrics(tmp_path)
+    assert f"test loss {m['test_loss']:.4f} nats per pixel" in out and "marginalised" not in out
+    assert m["evaluation"]["test_loss"] == pytest.approx(m["test_loss"], rel=1e-5)  # batches of 100, not 1000
+    assert "test_loss_marginal" not in m["evaluation"]
+    card = (tmp_path / "weights" / "pixelcnn" / "README.md").read_text()
+    assert f"Remeasured with `python train.py --name pixelcnn --evaluate`: {m['test_loss']:.4f}" in card
+    # on a part of the test set it only prints
+    capsys.readouterr()
+    assert train.main(args(tiny_mnist, tmp_path, "--evaluate", "--limit", "50")) == 0
+    assert "on 50 digits" in capsys.readouterr().out and _metrics(tmp_path)["evaluation"] == m["evaluation"]
 
 
 def test_evaluate_without_weights_is_a_one_line_error(tiny_mnist, tmp_path, capsys):
