@@ -88,9 +88,8 @@ class InputError(ValueError):
 # --- the model -------------------------------------------------------------------------------
 
 def model_choices(default: str) -> list[str]:
-    """The models in WEIGHTS_DIR, and the default one if it is elsewhere (a folder or a Hub repo id)."""
-    names = pixelcnn.list_models(WEIGHTS_DIR)
-    return names if default in names else [default, *names]
+    """The default model first (from WEIGHTS_DIR, a folder or a Hub repo id), then the others in WEIGHTS_DIR."""
+    return [default, *(name for name in pixelcnn.list_models(WEIGHTS_DIR) if name != default)]
 
 
 def local_folder(name: str) -> Path | None:
