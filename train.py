@@ -57,8 +57,9 @@ def parse_args(argv=None):
                    help="pixelcnn: mask-B layers (6); gated_pixelcnn: gated layers (8)")
     p.add_argument("--n-labels", type=int, default=10, help="gated_pixelcnn: digit labels, 0 for none")
     p.add_argument("--label-dropout", type=float, default=0.2, help="gated_pixelcnn: how often a label is dropped")
-    p.add_argument("--evaluate", action="store_true", help="only measure the test loss of OUT/NAME (for a labelled model, also with p(x) "
-                        "marginalised over the labels); print it and record it in its metrics.json")
+    p.add_argument("--evaluate", action="store_true",
+                   help="only measure the test loss of OUT/NAME (for a labelled model, also with p(x) marginalised "
+                        "over the labels); print it and record it in its metrics.json")
     p.add_argument("--samples", type=int, default=16, help="digits in results/samples.png (default: %(default)s)")
     p.add_argument("--checkpoint-every", type=float, default=300, help="seconds between mid-epoch checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint of --name")
@@ -161,9 +162,7 @@ def main(argv=None) -> int:
             "runs": state.runs, "torch": torch.__version__, "platform": platform.platform(),
         }
         save_model(model, out)
-        write_json(out / "metrics.json", metrics)
-        card = model_card(args.name, metrics)
-        atomic_write(out / "README.md", lambda tmp: Path(tmp).write_text(card))
+        write_metrics(out, metrics)
         save_loss_curve(state.history, results / f"{args.name}_loss_curve.png", title=args.name,
                         reference={"label": f"recipe ({RECIPE_TEST_LOSS})", "test_loss": RECIPE_TEST_LOSS})
         model.eval()
@@ -211,6 +210,13 @@ def push_outputs(args, out: Path, results: Path) -> int:
     return 0
 
 
+def write_metrics(folder: Path, metrics: dict) -> None:
+    """metrics.json and the model card written from it, each atomically."""
+    write_json(folder / "metrics.json", metrics)
+    card = model_card(folder.name, metrics)
+    atomic_write(folder / "README.md", lambda tmp: Path(tmp).write_text(card))
+
+
 def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device) -> int:
     """Print the test loss of the model saved in folder, as train.py measures it each epoch.
 
@@ -243,9 +249,7 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device) -> int:
         metrics = json.loads(metrics_path.read_text())
         if metrics.get("data", {}).get("test_images") == n:
             metrics["evaluation"] = dict(result, command=f"python train.py --name {folder.name} --evaluate")
-            write_json(metrics_path, metrics)
-            card = model_card(folder.name, metrics)
-            atomic_write(folder / "README.md", lambda tmp: Path(tmp).write_text(card))
+            write_metrics(folder, metrics)
             print(f"recorded in {metrics_path} and the model card")
     return 0
 
