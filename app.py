@@ -433,8 +433,8 @@ def complete(drawing, rows: int, n: int, seed: float, random_seed: bool, tempera
 def digit_posterior(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     """p(label | x) of a labelled model, from its own likelihoods: (n_labels,) probabilities.
 
-    p(label | x) ∝ p(x | label) p(label), the labels equally likely: one forward pass per
-    label, log p(x | label) summed over the pixels, then a softmax.
+    p(label | x) ∝ p(x | label) p(label), the labels equally likely: one forward pass for
+    all the labels (pixelcnn.label_nats), log p(x | label) summed over the pixels, then a softmax.
 
     Args:
         x: (1, 1, 28, 28) in {0, 1}.
