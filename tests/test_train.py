@@ -210,7 +210,7 @@ def test_resume_after_sigkill_of_the_process(tiny_mnist, tmp_path, reference):
     """A real SIGKILL in the middle of epoch 2, maybe mid-write: the checkpoint survives and resumes exactly."""
     slow = (  # the same run, each step slowed down so that the kill lands mid-run
         "import sys, time; import pixelcnn.model as m; f = m.PixelCNN.loss\n"
-        "m.PixelCNN.loss = lambda self, b: (time.sleep(0.05 if self.training else 0), f(self, b))[1]\n"
+        "m.PixelCNN.loss = lambda self, b: (time.sleep(0.2 if self.training else 0), f(self, b))[1]\n"
         "import train; sys.exit(train.main(sys.argv[1:]))\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.Popen([sys.executable, "-c", slow, *args(tiny_mnist, tmp_path, "--checkpoint-every", "0")],
@@ -219,7 +219,7 @@ def test_resume_after_sigkill_of_the_process(tiny_mnist, tmp_path, reference):
     deadline = time.monotonic() + 120
     while not metrics.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    time.sleep(0.12)  # a couple of steps into epoch 2
+    time.sleep(0.3)  # a step or two into epoch 2 (8 steps of 0.2 s)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     assert _metrics(tmp_path)["epochs"] == 1
