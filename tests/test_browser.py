@@ -94,6 +94,11 @@ def shown(image) -> bool:
         "img => img.complete && img.naturalWidth > 0")
 
 
+def settle(page):
+    """Wait until no component shows Gradio's queue or processing status, so that a screenshot shows results."""
+    page.wait_for_function("() => !/processing \\||queue: \\d/.test(document.body.innerText)", timeout=60_000)
+
+
 def test_draw_complete_and_screenshot(page):
     page.get_by_role("tab", name="Complete").click()
     tab = page.locator("div[role=tabpanel]:visible")
@@ -111,6 +116,7 @@ def test_draw_complete_and_screenshot(page):
     assert shown(view) and shown(completions)
     assert "completions of the top 14 rows" in tab.inner_text()
     SCREENSHOT.parent.mkdir(exist_ok=True)
+    settle(page)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 10_000
 
@@ -157,6 +163,7 @@ def test_clicking_a_pixel_shows_its_receptive_field(page):
     tab.get_by_text("row 28, column 15", exact=False).first.wait_for()
     page.wait_for_timeout(500)
     INSPECT_SHOT.parent.mkdir(exist_ok=True)
+    settle(page)
     page.screenshot(path=str(INSPECT_SHOT), full_page=True)
 
 
@@ -203,4 +210,5 @@ def test_the_shipped_gated_model_reads_the_digit_and_sees_without_a_blind_spot(p
     tab.get_by_text("row 28, column 15", exact=False).first.wait_for()
     assert "No earlier pixel is blind" in tab.inner_text()
     page.wait_for_timeout(500)
+    settle(page)
     page.screenshot(path=str(GATED_SHOT), full_page=True)
