@@ -43,6 +43,12 @@ def _how_trained(metrics: dict) -> str:
         s += f", in {len(runs)} runs: the first started afresh and each later one resumed with `--resume`"
     else:
         s += ", in one run"
+    planned = [(r["from_epoch"], r["epochs"]) for r in runs if "epochs" in r]  # not recorded before 2026-11-29
+    changes = [(at, e) for (at, e), (_, before) in zip(planned[1:], planned) if e != before]
+    if changes:
+        s += ("; `--epochs` changed on resume (" + ", ".join(f"to {e} at epoch {at}" for at, e in changes) + ")"
+              + (", which stretched the cosine schedule from there" if metrics["train_config"].get("lr_schedule")
+                 == "cosine" else ""))
     return s
 
 

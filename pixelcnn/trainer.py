@@ -206,7 +206,8 @@ def fit(model, train_data: tuple[torch.Tensor, ...], test_data: tuple[torch.Tens
             raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
         state = load_checkpoint(checkpoint_path, model, optimizer, device, meta)
     state.runs.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": str(device),
-                       "processes": world, "from_epoch": state.epoch, "from_step": state.step})
+                       "processes": world, "from_epoch": state.epoch, "from_step": state.step,
+                       "epochs": config.epochs})
 
     net = _LossModule(model)
     if world > 1:

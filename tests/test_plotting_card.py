@@ -74,6 +74,20 @@ def test_card_says_when_training_is_unfinished_and_how_it_ran():
     assert "2 processes, data-parallel" in card and "in 2 runs" in card
 
 
+def test_card_says_when_a_resumed_run_changed_the_number_of_epochs():
+    runs = [{"device": "cpu", "processes": 1, "from_epoch": 0, "epochs": 6},
+            {"device": "cpu", "processes": 1, "from_epoch": 2, "epochs": 6},
+            {"device": "cpu", "processes": 1, "from_epoch": 6, "epochs": 8}]
+    m = _metrics(8, epochs=8, runs=runs)
+    m["train_config"]["lr_schedule"] = "cosine"
+    assert ("in 3 runs: the first started afresh and each later one resumed with `--resume`; `--epochs` changed on "
+            "resume (to 8 at epoch 6), which stretched the cosine schedule from there; ") in model_card("tiny", m)
+    m["runs"] = runs[:2]
+    assert "changed on resume" not in model_card("tiny", m)
+    m["runs"] = [{"device": "cpu", "processes": 1}, runs[2]]  # runs from before the epochs were recorded
+    assert "changed on resume" not in model_card("tiny", m)
+
+
 @pytest.mark.parametrize("model_type", ["pixelcnn", "something_new"])
 def test_card_for_any_model_type(model_type):
     m = _metrics(1, epochs=1)

@@ -332,8 +332,11 @@ def test_resume_with_other_settings(tiny_mnist, tmp_path, capsys, kill_at):
     assert "train_config.lr 0.01 -> 0.02" in _one_line_error(capsys)
     assert train.main(args(tiny_mnist, tmp_path, "--resume", "--hidden-channels", "8")) == 1
     assert "model_config.hidden_channels 4 -> 8" in _one_line_error(capsys)
-    # more epochs is not another setting: it continues
+    # more (or fewer) epochs is not another setting: it continues, and the runs record the change
     assert train.main(args(tiny_mnist, tmp_path, "--resume", "--epochs", "1")) == 0
+    assert [r["epochs"] for r in _metrics(tmp_path)["runs"]] == [EPOCHS, 1]
+    card = (tmp_path / "weights" / "pixelcnn" / "README.md").read_text()
+    assert "`--epochs` changed on resume (to 1 at epoch 0);" in card
 
 
 def test_the_evaluation_batch_size_is_not_a_setting_of_the_run():
