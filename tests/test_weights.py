@@ -267,3 +267,24 @@ def test_saved_files_get_a_new_files_usual_mode(tmp_path):
     write_json(tmp_path / "a.json", {})
     (tmp_path / "b.json").write_text("{}")  # what any new file gets under this umask
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == (tmp_path / "b.json").stat().st_mode & 0o777
+
+
+def _results_rows(readme: str) -> list[list[str]]:
+    table = readme.split("## Results", 1)[1].split("\n\n")[2]
+    return [[c.strip().strip("*") for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+
+
+@pytest.mark.parametrize("name", ["pixelcnn", "gated-pixelcnn"])
+def test_the_readme_results_table_gives_the_shipped_models_measured_figures(name):
+    root = Path(__file__).resolve().parent.parent
+    m = json.loads((root / "weights" / name / "metrics.json").read_text())
+    rows = _results_rows((root / "README.md").read_text())
+    i = next(i for i, r in enumerate(rows) if f"(`weights/{name}`)" in r[0])
+    _, params, epochs, test, train, where = rows[i]
+    evaluation = m.get("evaluation", {})
+    assert params == f"{m['parameters']:,}" and epochs == str(m["epochs"])
+    assert test == f"{evaluation.get('test_loss', m['test_loss']):.4f}" and train == f"{m['train_loss']:.4f}"
+    assert where.endswith(f"{m['wall_time_s'] / 3600:.1f} h")
+    if "test_loss_marginal" in evaluation:  # the labelled model: the next row is p(x) marginalised
+        assert "marginalised" in rows[i + 1][0] and rows[i + 1][1:3] == [params, epochs]
+        assert rows[i + 1][3] == f"{evaluation['test_loss_marginal']:.4f}"
