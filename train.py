@@ -5,7 +5,8 @@
     python train.py --restart              # start afresh, overwriting the checkpoint of an earlier run
     python train.py --push-to-hub user/repo
     python train.py --push-only --push-to-hub user/repo   # upload weights/pixelcnn as it is
-    python train.py --model gated_pixelcnn --name gated-pixelcnn --hidden-channels 48 --n-layers 10 --first-kernel-size 15 --lr-schedule cosine
+    python train.py --model gated_pixelcnn --name gated-pixelcnn --hidden-channels 48 --n-layers 10 \\
+        --first-kernel-size 15 --lr-schedule cosine
     python train.py --name pixelcnn --evaluate   # remeasure the saved model's test loss
     torchrun --nproc_per_node 2 train.py   # data-parallel
 """
