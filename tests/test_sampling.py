@@ -3,11 +3,14 @@ the gated one (with and without labels); completion, temperature, streaming, lab
 probabilities and surprise; bad input.
 
 The plain sampler runs the whole network once per pixel, so comparisons with it use small
-models, or small images, or only the last few pixels of a 28 x 28 image.
+models, or small images, or only the last few pixels of a 28 x 28 image. The cache's outputs
+are compared with a full pass as logits: as probabilities, a logit off by 1 where P = 1e-6
+would pass any absolute tolerance.
 """
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,6 +83,72 @@ def drawn_probs(step: pixelcnn.SampleStep) -> torch.Tensor:
     return torch.where(step.images == 1, step.probs, 1 - step.probs)
 
 
+# A cache and a full pass round differently in float32: up to ~1.5e-5 apart where |logit| ~ 10.
+LOGITS = dict(atol=1e-4, rtol=1e-4)
+
+
+def cache_logits(model, images: torch.Tensor, k: int = 0, label=None) -> torch.Tensor:
+    """The logits of the model's own step cache at every pixel of images (n, 1, H, W): the first
+    k pixels given at the start, the others handed to it one at a time, as the sampler does."""
+    n, _, h, w = images.shape
+    steps = model.step_cache(n, h, w, label)
+    given = images.clone()
+    given.view(n, -1)[:, k:] = 0  # as the sampler starts: the pixels not drawn yet are 0
+    z = np.empty((h * w, n), np.float32)
+    z[:k] = steps.begin(given, k)
+    bits = images.reshape(n, -1).T.numpy() > 0.5  # (H * W, n)
+    for p in range(k, h * w):
+        z[p] = steps.logit(p)
+        steps.put(p, bits[p])
+    return torch.from_numpy(z.T.copy()).view(n, 1, h, w)
+
+
+def assert_frame_is_the_models(model, step: pixelcnn.SampleStep, label=None, k: int = 0):
+    """At every pixel of a finished frame, the cache's logit is a full pass's, and the frame's
+    probability is that logit's (of the value drawn, or given: the first k pixels)."""
+    z = cache_logits(model, step.images, k, label)
+    with torch.no_grad():
+        torch.testing.assert_close(z, model(step.images, label), **LOGITS)
+    torch.testing.assert_close(step.probs, torch.sigmoid(torch.where(step.images == 1, z, -z)), rtol=1e-6, atol=0)
+
+
+def test_the_logit_tolerance_catches_a_wrong_logit_in_the_tails():
+    """Why logits: at P = 1e-6, a logit off by 1 moves the probability by 2e-6, which atol=1e-5 misses."""
+    z = torch.tensor([-13.8, 0.3, 9.0])  # P(1) = 1e-6, 0.57, 0.9999
+    wrong = z + torch.tensor([1.0, 0.0, 0.0])
+    torch.testing.assert_close(torch.sigmoid(wrong), torch.sigmoid(z), atol=1e-5, rtol=0)  # blind
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(wrong, z, **LOGITS)
+    with pytest.raises(AssertionError):  # and a small error where the logit is large
+        torch.testing.assert_close(z + torch.tensor([0.0, 0.0, 3e-3]), z, **LOGITS)
+
+
+@pytest.mark.parametrize("case", [("recipe", (4, 3, 1)), ("gated", (3, 7, 3, 2, 10)), ("gated", (4, 3, 3, 1, 0))],
+                         ids=model_id)
+@pytest.mark.parametrize("pixels", [0, 40])
+def test_sampling_takes_the_models_cache_not_a_full_pass_per_pixel(case, pixels):
+    """The exactness tests pass just as well if sampling takes the plain path: this one does not.
+
+    The cache runs the full network at most once, over the given rows; the plain path once per pixel.
+    """
+    model = make(case)
+    label = some_label(model)
+    prefix = sample(model, 2, seed=1, label=label, image_size=SIZE)
+    passes = []
+    hook = model.register_forward_hook(lambda module, args, out: passes.append(args[0].shape))
+    try:
+        kw = dict(seed=0, prefix=prefix, pixels=pixels, label=label, image_size=SIZE)
+        sample(model, 2, **kw)
+        drawn = SIZE[0] * SIZE[1] - pixels
+        assert len(passes) <= 1, f"sample ran the full network {len(passes)} times for {drawn} pixels"
+        list(sample_stream(model, 2, every=7, **kw))
+        assert len(passes) <= 2, f"sample_stream ran the full network {len(passes) - 1} times"
+        sample_plain(model, 2, **kw)  # the count does see the plain path
+        assert len(passes) > drawn
+    finally:
+        hook.remove()
+
+
 @pytest.mark.parametrize("case", MODELS, ids=model_id)
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 0.0, 3.0])
 def test_cached_draws_what_plain_draws(case, temperature):
@@ -99,7 +168,7 @@ def test_cached_probabilities_are_the_full_networks(case):
     label = some_label(model)
     last = stream_end(model, 4, seed=3, label=label, image_size=SIZE)
     assert not last.probs.isnan().any()
-    torch.testing.assert_close(drawn_probs(last), probabilities(model, last.images, label), atol=1e-5, rtol=0)
+    assert_frame_is_the_models(model, last, label)
 
 
 @pytest.mark.parametrize("case, label", [(("recipe", (3, 5, 1)), None), (("gated", (3, 5, 3, 2, 10)), 7),
@@ -129,7 +198,8 @@ def test_completion_from_a_prefix_that_ends_inside_a_row(case):
         assert torch.equal(cached, sample_plain(model, 2, **kw)), k
         # the given pixels' probabilities are there too, and are the model's
         last = stream_end(model, 2, **kw)
-        torch.testing.assert_close(drawn_probs(last), probabilities(model, cached, label), atol=1e-5, rtol=0)
+        assert torch.equal(last.images, cached)
+        assert_frame_is_the_models(model, last, label, k)
 
 
 def test_one_prefix_per_image_and_rows_equal_pixels():
@@ -159,7 +229,7 @@ def test_models_in_weights(name):
     label = some_label(model)
     last = stream_end(model, 2, seed=0, label=label)
     assert last.position == 784 and not last.probs.isnan().any()
-    torch.testing.assert_close(drawn_probs(last), probabilities(model, last.images, label), atol=1e-5, rtol=0)
+    assert_frame_is_the_models(model, last, label)
     # The plain sampler costs a full pass per pixel: compare on the last few pixels only.
     for seed, temperature in [(1, 1.0), (2, 0.0)]:
         kw = dict(seed=seed, prefix=last.images[:1], pixels=784 - 12, temperature=temperature, label=label)
@@ -218,9 +288,7 @@ def test_stream_probs_are_the_probabilities_of_the_drawn_values():
     model = random_model(hidden=6, kernel_size=5, n_layers=2, seed=10)
     for temperature in (1.0, 0.3):  # the model's own probabilities, whatever the temperature
         last = stream_end(model, 3, seed=2, temperature=temperature)
-        p1 = probabilities(model, last.images)
-        expected = torch.where(last.images == 1, p1, 1 - p1)
-        torch.testing.assert_close(last.probs, expected, atol=1e-5, rtol=0)
+        assert_frame_is_the_models(model, last)
 
 
 def test_probabilities_is_one_forward_pass():
@@ -272,7 +340,7 @@ def test_label_reaches_a_labelled_model():
     kw = dict(seed=0, label=3, image_size=(4, 5))
     last = stream_end(model, 2, **kw)
     assert torch.equal(last.images, sample_plain(model, 2, **kw))
-    torch.testing.assert_close(drawn_probs(last), probabilities(model, last.images, label=3), atol=1e-5, rtol=0)
+    assert_frame_is_the_models(model, last, label=3)
     assert (drawn_probs(last) - probabilities(model, last.images, label=7)).abs().max() > 0.01
 
 
@@ -285,7 +353,7 @@ def test_cached_draws_what_plain_draws_for_every_label(label):
     kw = dict(seed=1, label=label, image_size=SIZE)
     last = stream_end(model, 3, **kw)
     assert torch.equal(last.images, sample_plain(model, 3, **kw))
-    torch.testing.assert_close(drawn_probs(last), probabilities(model, last.images, label), atol=1e-5, rtol=0)
+    assert_frame_is_the_models(model, last, label)
     assert 0 < last.images.mean() < 1
 
 
@@ -308,7 +376,7 @@ def test_completion_and_stream_with_a_label():
     steps = list(pixelcnn.sample_stream(model, 2, every=100, **kw))
     assert [s.position for s in steps] == [12 * 28, *range(12 * 28 + 100, 784, 100), 784]
     assert torch.equal(steps[-1].images, x)
-    torch.testing.assert_close(drawn_probs(steps[-1]), probabilities(model, x, label=3), atol=1e-5, rtol=0)
+    assert_frame_is_the_models(model, steps[-1], label=3, k=12 * 28)
 
 
 @pytest.mark.parametrize("fn", [sample, sample_plain, sample_stream], ids=lambda f: f.__name__)
