@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import jacrev
 
-from pixelcnn import PixelCNN, PixelCNNConfig, label_nats, load_model, marginal_nats, save_model, surprise
+from pixelcnn import PixelCNN, PixelCNNConfig, label_nats, load_model, marginal_nats, sample, save_model, surprise
 from pixelcnn.gated import GatedPixelCNN, GatedPixelCNNConfig
 from pixelcnn.receptive import blind_spot, receptive_field
 from test_model import _reachable
@@ -184,6 +184,21 @@ def test_labels_change_the_logits_and_none_is_its_own_label():
 def test_bad_labels(bad, match):
     with pytest.raises(ValueError, match=match):
         gated()(torch.zeros(4, 1, 28, 28), bad)
+
+
+@pytest.mark.parametrize("label", [3.7, -0.5, torch.tensor([1.0, 2.5, 3.0, 4.0]), True],
+                         ids=["3.7", "-0.5", "tensor-2.5", "True"])
+def test_a_label_that_is_not_a_whole_number_is_refused_not_truncated(label):
+    model = gated()
+    x = torch.zeros(4, 1, 4, 5)
+    with pytest.raises(ValueError, match="whole numbers"):
+        model(x, label)
+    with pytest.raises(ValueError, match="whole numbers"):
+        sample(model, 4, label=label, image_size=(4, 5))
+    with pytest.raises(ValueError, match="whole numbers"):
+        surprise(model, x, label=label)
+    with torch.no_grad():  # a float that is a whole number is that number
+        assert torch.equal(model(x, 3.0), model(x, 3)) and torch.equal(model(x, torch.full((4,), 3.0)), model(x, 3))
 
 
 def test_unlabelled_model_refuses_a_label():
