@@ -137,6 +137,11 @@ def load_model(name: str | Path | None = None, device: str | torch.device = "cpu
         return load_folder(WEIGHTS_DIR.parent / path, device)  # "weights/NAME" from another working directory
     if path.is_dir():
         return load_folder(path, device)  # says which file is missing
+    # A name that exists here, or that starts with the weights folder ("weights/typo"), ".", ".." or
+    # "/", is a local path, mistyped perhaps: a Hub repo id it is not.
+    if path.exists() or str(name).startswith(("/", "./", "../", f"{WEIGHTS_DIR.name}/")):
+        raise ModelLoadError(f"{name}: missing: no model folder there (config.json and model.safetensors); "
+                             f"the models in {WEIGHTS_DIR}: {', '.join(list_models()) or 'none'}")
     from .hub import download, is_repo_id
 
     if is_repo_id(str(name)):

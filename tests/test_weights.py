@@ -109,6 +109,28 @@ def test_unknown_name(weights_dir):
     assert "no-such-model" in msg
 
 
+@pytest.mark.parametrize("name", ["weights/typo", "weights/mine/typo", "./typo/x", "../typo/x", "/no/such/model",
+                                  "runs/best"])
+def test_a_local_name_that_is_not_a_model_folder_is_missing_not_sent_to_the_hub(name, model, weights_dir, tmp_path,
+                                                                                monkeypatch):
+    """A name under the weights folder, or ., .. or /, or one that exists here, is a local path."""
+    save_model(model, weights_dir / "mine")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "best").write_text("not a folder")  # exists, and would pass for a repo id
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError(f"{name!r} was sent to the Hub")
+
+    import pixelcnn.hub
+
+    monkeypatch.setattr(pixelcnn.hub, "download", no_hub)
+    if hasattr(weights, "download"):
+        monkeypatch.setattr(weights, "download", no_hub)
+    msg = _load_error(name)
+    assert msg.startswith(f"{name}: missing") and "mine" in msg  # and it says which models there are
+
+
 def test_missing_files(saved):
     (saved / "model.safetensors").unlink()
     assert "model.safetensors" in _load_error(saved) and "missing" in _load_error(saved)
