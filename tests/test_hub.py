@@ -43,6 +43,17 @@ for name, kwargs in [("user/missing", {}), ("%(repo)s", {"revision": "no-such-br
 json.dump(result, open(sys.argv[1], "w"))
 """ % {"repo": REPO, "other": OTHER}
 
+# Runs in the subprocess while the Hub answers every request with an error (FakeHub.fail).
+LOAD_REFUSED = r"""
+import json, sys, pixelcnn
+try:
+    pixelcnn.load_model("%(repo)s")
+    result = {"loaded": True}
+except pixelcnn.ModelLoadError as e:
+    result = {"error": str(e)}
+json.dump(result, open(sys.argv[1], "w"))
+""" % {"repo": REPO}
+
 # Runs in the subprocess once the Hub is gone: the cached copy, and a repo never downloaded.
 LOAD_OFFLINE = r"""
 import json, sys, torch, pixelcnn
@@ -83,13 +94,20 @@ def session(tiny_mnist, tmp_path_factory):
             "--data-dir", str(tiny_mnist), "--out", str(out), "--results", str(tmp / "results"),
             "--checkpoints", str(tmp / "checkpoints"), "--push-to-hub", REPO]
     hub = FakeHub().start()
+    refused = {}
     try:
         online, push_proc = _run(PUSH_AND_LOAD, _client_env(hub.url, hf_home), tmp, *args)
+        requests = len(hub.requests)
+        for status in (401, 500):  # the Hub answers, with an error: the cached copy must not hide it
+            hub.fail = status
+            refused[status] = _run(LOAD_REFUSED, _client_env(hub.url, hf_home), tmp)
+        hub.fail = None
+        del hub.requests[requests:]
     finally:
         hub.stop()
     offline, offline_proc = _run(LOAD_OFFLINE, _client_env(hub.url, hf_home), tmp)  # connection refused now
     return {"hub": hub, "tmp": tmp, "out": out / "pixelcnn", "hf_home": hf_home, "online": online,
-            "push_proc": push_proc, "offline": offline, "offline_proc": offline_proc}
+            "push_proc": push_proc, "offline": offline, "offline_proc": offline_proc, "refused": refused}
 
 
 def test_train_py_pushes_the_saved_files_byte_for_byte(session):
@@ -104,6 +122,21 @@ def test_train_py_pushes_the_saved_files_byte_for_byte(session):
     assert "pushed to " in session["push_proc"].stdout
 
 
+def test_weights_and_pictures_go_the_lfs_way_as_on_the_hub(session):
+    """The Hub takes *.safetensors (its .gitattributes) and binary files (the PNGs) through LFS."""
+    hub, requests = session["hub"], session["hub"].requests
+    assert hub.lfs_paths(REPO) == {"model.safetensors", "results/pixelcnn_loss_curve.png",
+                                   "results/pixelcnn_samples.png"}
+    assert not hub.lfs_paths(REPO) & {"config.json", "metrics.json", "README.md"}  # text: inline in the commit
+    assert any(m == "POST" and p.endswith(".git/info/lfs/objects/batch") for m, _, p, _ in requests)
+    assert any(m == "POST" and p.endswith(".git/info/lfs/objects/verify") for m, _, p, _ in requests)
+    stored = [(m, host, h) for m, host, p, h in requests if p.startswith("/lfs-storage/")]
+    assert {m for m, _, _ in stored} == {"PUT", "GET"}  # uploaded, then downloaded through the redirect
+    assert all(host == "localhost" and not {"authorization", "Authorization"} & set(h) for _, host, h in stored)
+    # Each object went up once: the push of the same files to OTHER found them stored already.
+    assert len([m for m, _, _ in stored if m == "PUT"]) == 3
+
+
 def test_push_only_uploads_the_saved_model_without_training(session):
     assert session["online"]["push_only_rc"] == 0
     assert session["hub"].files(OTHER) == session["hub"].files(REPO)
@@ -112,7 +145,7 @@ def test_push_only_uploads_the_saved_model_without_training(session):
 
 
 def test_the_token_is_sent_but_never_printed(session):
-    auth = [h.get("Authorization") or h.get("authorization") for m, p, h in session["hub"].requests if m == "POST"]
+    auth = [h.get("Authorization") or h.get("authorization") for m, _, p, h in session["hub"].requests if m == "POST"]
     assert auth and all(a == f"Bearer {TOKEN}" for a in auth)
     proc = session["push_proc"]
     assert TOKEN not in proc.stdout and TOKEN not in proc.stderr
@@ -127,7 +160,7 @@ def test_load_model_from_the_hub_gives_the_same_outputs(session):
     assert folder.is_relative_to(session["hf_home"])
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # only what it needs
     assert "/commit/" in online["repush"]
-    downloads = [p for m, p, h in session["hub"].requests if m == "GET" and "/resolve/" in p]
+    downloads = [p for m, _, p, h in session["hub"].requests if m in ("GET", "HEAD") and "/resolve/" in p]
     assert not any(p.endswith((".png", "README.md", "metrics.json")) for p in downloads)
 
 
@@ -137,6 +170,46 @@ def test_unknown_repo_or_revision_is_a_one_line_error(session):
     assert errors[0].startswith("user/missing: not found on the Hub")
     assert errors[1].startswith(f"{REPO}: not found on the Hub")
     assert all("\n" not in e for e in errors)
+
+
+@pytest.mark.parametrize("status, says", [(401, "refused the token (401"), (500, "had a server error (500")])
+def test_an_answer_with_an_error_is_its_own_one_line_error_not_the_cache(session, status, says):
+    """A refused token or a server error is not "the Hub cannot be reached": no silent fallback."""
+    result, proc = session["refused"][status]
+    assert "loaded" not in result, proc.stderr[-3000:]
+    err = result["error"]
+    assert err.startswith(f"{REPO}: the Hub {says}") and "\n" not in err
+    assert "cannot be reached" not in err and "cannot be reached" not in proc.stderr
+    assert err.endswith("HF_HUB_OFFLINE=1 loads the cached copy")  # there is one, and it says how to use it
+    if status == 401:
+        assert "HF_TOKEN" in err and TOKEN not in err
+
+
+def _raise(error):
+    def raises(*args, **kwargs):
+        raise error
+    return raises
+
+
+def test_a_timeout_is_unreachable_and_loads_the_cached_copy(session, monkeypatch, capsys):
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.utils import httpx
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(session["hf_home"] / "hub"))
+    monkeypatch.setattr(HfApi, "repo_info", _raise(httpx.ReadTimeout("timed out")))
+    assert torch.equal(load_model(REPO).head.weight, load_model(session["out"]).head.weight)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be reached (ReadTimeout)" in err[0] and "cached copy" in err[0]
+
+
+def test_a_bug_in_our_own_code_keeps_its_traceback(session, monkeypatch):
+    """Not "the Hub cannot be reached", and not the cached copy: the error itself."""
+    from huggingface_hub import HfApi, constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(session["hf_home"] / "hub"))
+    monkeypatch.setattr(HfApi, "repo_info", _raise(TypeError("repo_info() got an unexpected keyword argument")))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        load_model(REPO)
 
 
 def test_hub_down_loads_the_cached_copy_with_a_one_line_notice(session):
