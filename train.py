@@ -25,7 +25,7 @@ from pixelcnn import load_model, marginal_nats, sample, save_model
 from pixelcnn.card import RECIPE_TEST_LOSS, model_card
 from pixelcnn.data import load_mnist
 from pixelcnn.plotting import save_grid, save_loss_curve
-from pixelcnn.trainer import TrainConfig, TrainingDiverged, distributed_setup, evaluate, fit
+from pixelcnn.trainer import TrainConfig, TrainingDiverged, TrainingError, distributed_setup, evaluate, fit
 from pixelcnn.weights import MODEL_TYPES, ModelLoadError, atomic_write, write_json
 
 
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     try:
         state = fit(model, train, test, tc, checkpoint,
                     resume=args.resume, on_epoch=on_epoch, meta={"model_config": asdict(config), "data": data_info})
-    except (TrainingDiverged, ValueError, FileNotFoundError) as e:
+    except (TrainingDiverged, TrainingError) as e:  # expected, and said in one line; anything else is a bug
         print(f"train.py: error: {e}", file=sys.stderr)
         return 1
     if rank != 0:

@@ -23,6 +23,10 @@ from tqdm import tqdm
 from .weights import atomic_write
 
 
+class TrainingError(ValueError):
+    """An expected failure, said in one line: bad settings, a corrupt checkpoint, one made with other settings."""
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 10
@@ -35,7 +39,7 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+            raise TrainingError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
 
     def lr_at(self, step: int, total_steps: int) -> float:
         """The learning rate of a global step; a function of the step alone, so resuming needs no state."""
@@ -135,18 +139,18 @@ def load_checkpoint(path: Path, model, optimizer, device, meta: dict | None = No
         saved_meta["train_config"] = {**asdict(TrainConfig()), **saved_meta.get("train_config", {})}
     except (SafetensorError, OSError, KeyError, TypeError, ValueError) as e:
         reason = " ".join(f"{type(e).__name__}: {e}".split())  # one line
-        raise ValueError(f"{path}: corrupt checkpoint ({reason})") from None
+        raise TrainingError(f"{path}: corrupt checkpoint ({reason})") from None
     if meta is not None:
         saved, now = _settings(saved_meta), _settings(meta)
         changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
         if changed:
             diffs = ", ".join(f"{k} {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
-            raise ValueError(f"--resume: {path} was made with other settings ({diffs})")
+            raise TrainingError(f"--resume: {path} was made with other settings ({diffs})")
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(model_state, strict=True)
     except RuntimeError as e:
-        raise ValueError(f"{path}: checkpoint does not match the model ({str(e).splitlines()[0]})") from None
+        raise TrainingError(f"{path}: checkpoint does not match the model ({str(e).splitlines()[0]})") from None
     opt_state: dict = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
@@ -155,7 +159,7 @@ def load_checkpoint(path: Path, model, optimizer, device, meta: dict | None = No
     try:
         optimizer.load_state_dict({"state": opt_state, "param_groups": param_groups})
     except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: corrupt checkpoint (optimizer state: {' '.join(str(e).split())})") from None
+        raise TrainingError(f"{path}: corrupt checkpoint (optimizer state: {' '.join(str(e).split())})") from None
     return state
 
 
@@ -163,7 +167,8 @@ def load_checkpoint(path: Path, model, optimizer, device, meta: dict | None = No
 
 @torch.no_grad()
 def evaluate(model, data: tuple[torch.Tensor, ...], batch_size: int, device, rank=0, world=1) -> float:
-    """Mean of model.loss over data, weighting each batch by its size; sharded across processes."""
+    """Mean of model.loss over data in eval mode, weighting each batch by its size; sharded across processes."""
+    was_training = model.training
     model.eval()
     n = len(data[0])
     idx = torch.arange(rank, n, world)
@@ -171,7 +176,7 @@ def evaluate(model, data: tuple[torch.Tensor, ...], batch_size: int, device, ran
     for start in range(0, len(idx), batch_size):
         b = idx[start:start + batch_size]
         total += model.loss(tuple(t[b].to(device) for t in data)).item() * len(b)
-    model.train()
+    model.train(was_training)  # as it was: evaluation leaves no trace
     total, count = _all_sum([total, float(len(idx))], device)
     return total / count
 
@@ -193,7 +198,7 @@ def fit(model, train_data: tuple[torch.Tensor, ...], test_data: tuple[torch.Tens
     """
     rank, world, device = distributed_setup()
     if config.batch_size % world:
-        raise ValueError(f"batch size {config.batch_size} is not divisible by {world} processes")
+        raise TrainingError(f"batch size {config.batch_size} is not divisible by {world} processes")
     local_bs = config.batch_size // world
     checkpoint_path = Path(checkpoint_path)
     meta = dict(meta or {}, train_config=asdict(config))
@@ -203,7 +208,7 @@ def fit(model, train_data: tuple[torch.Tensor, ...], test_data: tuple[torch.Tens
     state = TrainState()
     if resume:
         if not checkpoint_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}")
+            raise TrainingError(f"--resume: no checkpoint at {checkpoint_path}")
         state = load_checkpoint(checkpoint_path, model, optimizer, device, meta)
     state.runs.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": str(device),
                        "processes": world, "from_epoch": state.epoch, "from_step": state.step,

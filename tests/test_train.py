@@ -17,9 +17,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import train
-from pixelcnn import PixelCNN, PixelCNNConfig, load_model, marginal_nats
+from pixelcnn import PixelCNN, PixelCNNConfig, load_model, marginal_nats, save_model
 from pixelcnn.data import load_mnist
-from pixelcnn.gated import GatedPixelCNN
+from pixelcnn.gated import GatedPixelCNN, GatedPixelCNNConfig
 from pixelcnn.trainer import TrainState, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -317,6 +317,35 @@ def test_checkpoint_with_bad_metadata(tiny_mnist, tmp_path, capsys):
     assert "corrupt checkpoint" in _one_line_error(capsys)
 
 
+def test_an_unexpected_error_in_training_keeps_its_traceback(tiny_mnist, tmp_path, monkeypatch, capsys):
+    """Only the trainer's own errors (TrainingError) are one line: a ValueError from a bug is not."""
+    def bug(self, batch):
+        raise ValueError("a bug: operands could not be broadcast together")
+
+    monkeypatch.setattr(PixelCNN, "loss", bug)
+    with pytest.raises(ValueError, match="a bug"):
+        train.main(args(tiny_mnist, tmp_path, "--epochs", "1"))
+    assert "train.py: error" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make_bad", [
+    lambda ckpt: ckpt.write_bytes(b"garbage"),
+    lambda ckpt: ckpt.unlink(),
+], ids=["corrupt", "missing"])
+def test_the_trainers_expected_failures_are_training_errors(tmp_path, make_bad):
+    from pixelcnn.trainer import TrainConfig, TrainingError, fit
+
+    model = PixelCNN(PixelCNNConfig(hidden_channels=2, n_layers=0))
+    ckpt = tmp_path / "c.safetensors"
+    save_checkpoint(ckpt, model, torch.optim.Adam(model.parameters()), TrainState(), {})
+    make_bad(ckpt)
+    data = (torch.zeros(4, 1, 4, 4),)
+    with pytest.raises(TrainingError):
+        fit(model, data, data, TrainConfig(epochs=1, batch_size=2), ckpt, resume=True)
+    with pytest.raises(TrainingError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")
+
+
 def test_resume_without_a_checkpoint(tiny_mnist, tmp_path, capsys):
     assert train.main(args(tiny_mnist, tmp_path, "--resume")) == 1
     assert "no checkpoint" in _one_line_error(capsys)
@@ -457,6 +486,30 @@ def test_evaluate_remeasures_the_saved_test_loss_and_records_it(tiny_mnist, refe
     capsys.readouterr()
     assert train.main(args(tiny_mnist, tmp_path, "--evaluate", "--limit", "50")) == 0
     assert "on 50 digits" in capsys.readouterr().out and _metrics(tmp_path)["evaluation"] == m["evaluation"]
+
+
+def test_evaluate_leaves_the_model_in_the_mode_it_found():
+    from pixelcnn.trainer import evaluate
+
+    model = PixelCNN(PixelCNNConfig(hidden_channels=2, n_layers=0))
+    data = (torch.zeros(4, 1, 4, 4),)
+    for training in (False, True):
+        model.train(training)
+        evaluate(model, data, 2, "cpu")
+        assert model.training is training
+
+
+def test_evaluate_measures_the_marginal_in_eval_mode(tiny_mnist, tmp_path, monkeypatch):
+    """train.py --evaluate: the loss, then p(x) marginalised over the labels, both with the model in eval mode."""
+    torch.manual_seed(0)
+    save_model(GatedPixelCNN(GatedPixelCNNConfig(hidden_channels=4, n_layers=1)), tmp_path / "weights" / "gated")
+    modes = []
+    forward = GatedPixelCNN.forward
+    monkeypatch.setattr(GatedPixelCNN, "forward", lambda self, *a, **k: (modes.append(self.training),
+                                                                        forward(self, *a, **k))[1])
+    assert train.main(args(tiny_mnist, tmp_path, "--model", "gated_pixelcnn", "--name", "gated", "--limit", "20",
+                           "--evaluate")) == 0
+    assert modes and not any(modes), f"{sum(modes)} of {len(modes)} forward passes in train mode"
 
 
 def test_evaluate_without_weights_is_a_one_line_error(tiny_mnist, tmp_path, capsys):
