@@ -177,7 +177,7 @@ def main(argv=None) -> int:
         write_outputs(model, state)
 
     try:
-        state = fit(model, train, test, tc, checkpoint,
+        state, model = fit(model, train, test, tc, checkpoint,
                     resume=args.resume, on_epoch=on_epoch, meta={"model_config": asdict(config), "data": data_info})
     except (TrainingDiverged, TrainingError) as e:  # expected, and said in one line; anything else is a bug
         print(f"train.py: error: {e}", file=sys.stderr)

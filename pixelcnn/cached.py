@@ -23,6 +23,7 @@ cost is the call overhead, and a numpy call costs about a microsecond, a torch c
     https://arxiv.org/abs/1704.06001
 """
 
+import threading
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -33,20 +34,27 @@ from numpy.lib.stride_tricks import as_strided
 from threadpoolctl import ThreadpoolController
 
 
-_blas = None  # the ThreadpoolController, made on first use
+_blas_lock = threading.Lock()
+_blas_limit = None  # threadpoolctl's limit, once set: kept for the life of the process
 
 
-def one_blas_thread():
-    """A context in which numpy's BLAS (OpenBLAS) uses one thread.
+def single_threaded_blas() -> None:
+    """Make numpy's BLAS (OpenBLAS) use one thread, for the rest of the process; idempotent and thread-safe.
 
     The products a step makes are small: spread over threads they wait on each other more
     than they compute, several times slower when the cores are busy (measured while training
-    ran: 0.4-1.4 s a digit with two threads, 0.11 s with one).
+    ran: 0.4-1.4 s a digit with two threads, 0.11 s with one). The sampler uses the cores by
+    drawing parts of a big batch in threads of its own (sampling.py) instead.
+
+    Set once and never undone: threadpoolctl's limits are process-wide, so a limit entered and
+    left around each sampling run would leak between samplers running at once in threads (one
+    would run with two threads inside another's one-thread block). torch has threads of its
+    own (OpenMP), which this leaves alone.
     """
-    global _blas
-    if _blas is None:
-        _blas = ThreadpoolController()
-    return _blas.limit(limits=1, user_api="blas")
+    global _blas_limit
+    with _blas_lock:
+        if _blas_limit is None:
+            _blas_limit = ThreadpoolController().limit(limits=1, user_api="blas")
 
 
 class StepCache(Protocol):
@@ -68,15 +76,17 @@ class StepCache(Protocol):
 class FullPasses:
     """The reference StepCache for any model: the full network once per pixel."""
 
-    def __init__(self, model, n: int, height: int, width: int, label=None):
-        self.model, self.label = model, label
+    def __init__(self, model, n: int, height: int, width: int, label=None, orientation=0):
+        self.model, self.label, self.orientation = model, label, orientation
         self.device = next(model.parameters()).device
         self.x = torch.zeros(n, 1, height, width, device=self.device)
         self.width = width
 
     @torch.no_grad()
     def _logits(self) -> torch.Tensor:
-        return self.model(self.x, self.label).flatten(1)  # (n, H * W)
+        if self.orientation == 0:  # also for models that know no orientation
+            return self.model(self.x, self.label).flatten(1)  # (n, H * W)
+        return self.model(self.x, self.label, self.orientation).flatten(1)
 
     @torch.no_grad()
     def begin(self, x: torch.Tensor, k: int) -> np.ndarray:
@@ -199,7 +209,7 @@ class _GatedLayer(NamedTuple):
     c: int
     w_v: np.ndarray  # ((c + 1) * k * in, 2C): the vertical convolution
     b_v: np.ndarray  # (2C,): its bias
-    y: np.ndarray  # (n, 1, 2C): the label embedding, gate half halved
+    y: np.ndarray  # (n, 1, 2C): the label and orientation embeddings, gate half halved
     w_link: np.ndarray  # (2C, 2C): the 1x1 link; its gate outputs halved
     base: np.ndarray  # (n, 2C): constant part of the horizontal pre-activations, gate half halved
     v: np.ndarray  # (n, H + c, W + 2c, in): the vertical input, zero-padded as the convolution pads it
@@ -234,10 +244,12 @@ class GatedPixelCNNCache:
       head adds B back. So `out` goes to the next layer with one add, the residual's.
     """
 
-    def __init__(self, model, n: int, height: int, width: int, label=None):
+    def __init__(self, model, n: int, height: int, width: int, label=None, orientation=0):
+        if model.config.skip:
+            raise NotImplementedError("the cached sampler does not yet take skip connections")
         device = model.head[-1].weight.device
-        index = model.label_index(label, n, device)  # raises on a label the model cannot take
-        self.model, self.label, self.n, self.width = model, label, n, width
+        conditions = model.conditions(label, orientation, n, device)  # raises on a label the model cannot take
+        self.model, self.label, self.orientation, self.n, self.width = model, label, orientation, n, width
 
         def numpy(t: torch.Tensor) -> np.ndarray:
             return t.detach().float().cpu().numpy()
@@ -249,9 +261,9 @@ class GatedPixelCNNCache:
         self.layers, steps = [], []
         hidden = model.head[1].in_channels  # C
         b_sum = np.zeros(hidden, np.float32)  # B: what the current layer's horizontal input is kept less
-        for number, layer in enumerate(model.layers):
+        for number, (layer, y) in enumerate(zip(model.layers, conditions)):
             c, c_in = layer.k // 2, layer.vertical.in_channels
-            y = numpy(layer.label(index)) if index is not None else np.zeros((n, 2 * hidden), np.float32)  # (n, 2C)
+            y = numpy(y) if y is not None else np.zeros((n, 2 * hidden), np.float32)  # (n, 2C)
             w_h = halved(numpy(layer.horizontal.weight)[:, :, 0].transpose(2, 1, 0).reshape(-1, 2 * hidden))
             w_link = halved(numpy(layer.link.weight)[:, :, 0, 0].T)  # (2C, 2C), in -> out
             b_v = numpy(layer.vertical.bias)
@@ -317,17 +329,18 @@ class GatedPixelCNNCache:
         # The given pixels' logits from one forward pass over the rows that hold them ...
         rows, w = (k - 1) // self.width + 1, self.width
         weight = self.model.head[-1].weight
-        logits = self.model(x[:, :, :rows].to(weight.device, weight.dtype), self.label).flatten(1)[:, :k]
+        logits = self.model(x[:, :, :rows].to(weight.device, weight.dtype), self.label,
+                            self.orientation).flatten(1)[:, :k]
         # ... and the cache from the same steps as sampling: the vertical stack of the given rows
         # is computed when the first pixel after them is asked for, the horizontal stack of a
         # row given in part here.
         first = self.layers[0]
         c = first.c
         first.v[:, c:c + rows, c:c + w, 0] = x[:, 0, :rows].cpu().numpy()
-        with one_blas_thread():
-            for p in range(k - k % w, k):
-                self.logit(p)
-                self.put(p, first.v[:, c + p // w, c + p % w, 0])
+        single_threaded_blas()
+        for p in range(k - k % w, k):
+            self.logit(p)
+            self.put(p, first.v[:, c + p // w, c + p % w, 0])
         return logits.T.float().cpu().numpy()  # (k, n)
 
     def _vertical_row(self, i: int) -> None:

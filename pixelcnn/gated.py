@@ -13,11 +13,19 @@ above and to the right that no output can see. Here two stacks share the work [1
        h h o . . . .
 
 Each layer computes   out = tanh(W_f * x + V_f y) . sigmoid(W_g * x + V_g y)   (gated
-activation), where y is a learned embedding of the digit label, or of "no label". The
-horizontal stack adds a residual connection around each layer but the first.
+activation), where y is a learned embedding of the digit label, or of "no label", plus one of
+the orientation the image is seen in, for a model trained on several (see orders.py). The
+embeddings start at zero, so that a new model starts as the unconditional one: drawn from
+N(0, 1), as nn.Embedding draws them, they would add a random offset of standard deviation 1
+to every pre-activation, and the labels would cost likelihood instead of adding it.
+The horizontal stack adds a residual connection around each layer but the first; with
+`skip`, every layer also sends its gated output through a 1x1 convolution of its own to the
+head, which then reads their sum (as in WaveNet [2]) instead of the last layer's output.
 
 [1] van den Oord et al., "Conditional Image Generation with PixelCNN Decoders", 2016.
     https://arxiv.org/abs/1606.05328
+[2] van den Oord et al., "WaveNet: A Generative Model for Raw Audio", 2016.
+    https://arxiv.org/abs/1609.03499
 """
 
 from dataclasses import dataclass
@@ -27,6 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .cached import GatedPixelCNNCache
+from .orders import orient
 
 
 @dataclass
@@ -40,6 +49,8 @@ class GatedPixelCNNConfig:
     n_layers: int = 8  # gated layers, the first included
     n_labels: int = 10  # 0 for an unlabelled model
     label_dropout: float = 0.2  # training only: how often the label is replaced by "no label"
+    skip: bool = False  # every layer to the head through a 1x1 of its own
+    n_orientations: int = 1  # 1: top first only; 4: also bottom, left and right first (orders.py)
 
     def __post_init__(self):
         if self.model_type != "gated_pixelcnn":
@@ -51,6 +62,8 @@ class GatedPixelCNNConfig:
             raise ValueError(f"hidden_channels and n_layers must be >= 1, n_labels >= 0, got {self}")
         if not 0 <= self.label_dropout <= 1:
             raise ValueError(f"label_dropout must be in [0, 1], got {self.label_dropout}")
+        if self.n_orientations not in (1, 4):
+            raise ValueError(f"n_orientations must be 1 or 4, got {self.n_orientations!r}")
 
 
 def shift_down(x: torch.Tensor) -> torch.Tensor:
@@ -79,7 +92,8 @@ class GatedLayer(nn.Module):
     stack shifted down by one.
     """
 
-    def __init__(self, in_channels: int, channels: int, kernel_size: int, n_labels: int, residual: bool):
+    def __init__(self, in_channels: int, channels: int, kernel_size: int, n_labels: int, residual: bool,
+                 skip: bool = False, n_orientations: int = 1):
         super().__init__()
         k = kernel_size
         self.k = k
@@ -88,19 +102,34 @@ class GatedLayer(nn.Module):
         self.horizontal = nn.Conv2d(in_channels, 2 * channels, (1, k // 2 + 1))
         self.link = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.out = nn.Conv2d(channels, channels, 1)
+        self.skip = nn.Conv2d(channels, channels, 1) if skip else None
         self.label = nn.Embedding(n_labels + 1, 2 * channels) if n_labels else None  # the last row: "no label"
+        self.orientation = nn.Embedding(n_orientations, 2 * channels) if n_orientations > 1 else None
+        for embedding in (self.label, self.orientation):
+            if embedding is not None:
+                nn.init.zeros_(embedding.weight)  # start as the unconditional model (see the module's docstring)
 
-    def forward(self, v: torch.Tensor, h: torch.Tensor, label: torch.Tensor | None):
+    def condition(self, label: torch.Tensor | None, orientation: torch.Tensor | None) -> torch.Tensor | None:
+        """What the label and the orientation add to the pre-activations: (B, 2C), or None."""
+        y = self.label(label) if self.label is not None else None
+        if self.orientation is not None:
+            o = self.orientation(orientation)
+            y = o if y is None else y + o
+        return y
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor, y: torch.Tensor | None):
+        """One layer; y is condition()'s (B, 2C). Returns (v, h, this layer's skip output or None)."""
         c = self.k // 2
         v_pre = self.vertical(F.pad(v, (c, c, c, 0)))  # (B, 2C, H, W): rows i-c..i
         h_pre = self.horizontal(F.pad(h, (c, 0, 0, 0))) + self.link(shift_down(v_pre))  # (B, 2C, H, W)
-        if self.label is not None:
-            y = self.label(label)[:, :, None, None]  # (B, 2C, 1, 1)
+        if y is not None:
+            y = y[:, :, None, None]  # (B, 2C, 1, 1)
             v_pre, h_pre = v_pre + y, h_pre + y
-        h_out = self.out(gate(h_pre))
+        h_gated = gate(h_pre)  # (B, C, H, W)
+        h_out = self.out(h_gated)
         if self.residual:
             h_out = h_out + h
-        return gate(v_pre), h_out
+        return gate(v_pre), h_out, self.skip(h_gated) if self.skip is not None else None
 
 
 class GatedPixelCNN(nn.Module):
@@ -110,9 +139,10 @@ class GatedPixelCNN(nn.Module):
         super().__init__()
         self.config = config
         c = config.hidden_channels
+        extra = dict(skip=config.skip, n_orientations=config.n_orientations)
         self.layers = nn.ModuleList(
-            [GatedLayer(1, c, config.first_kernel_size, config.n_labels, residual=False)]
-            + [GatedLayer(c, c, config.kernel_size, config.n_labels, residual=True)
+            [GatedLayer(1, c, config.first_kernel_size, config.n_labels, residual=False, **extra)]
+            + [GatedLayer(c, c, config.kernel_size, config.n_labels, residual=True, **extra)
                for _ in range(config.n_layers - 1)])
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(c, c, 1), nn.ReLU(), nn.Conv2d(c, 1, 1))
 
@@ -125,7 +155,11 @@ class GatedPixelCNN(nn.Module):
             return None
         if label is None:
             return torch.full((batch,), n, dtype=torch.long, device=device)
-        label = torch.as_tensor(label, device=device).long()
+        label = torch.as_tensor(label, device=device)
+        if label.is_floating_point() or label.is_complex() or label.dtype == torch.bool:
+            if label.dtype == torch.bool or not torch.equal(label, label.round()):
+                raise ValueError(f"labels must be whole numbers, got {label.tolist()!r}")
+        label = label.long()
         if label.dim() == 0:
             label = label.expand(batch)
         if label.shape != (batch,):
@@ -134,30 +168,56 @@ class GatedPixelCNN(nn.Module):
             raise ValueError(f"labels must be in 0..{n - 1} (or {n} for no label)")
         return label
 
-    def forward(self, x: torch.Tensor, label=None) -> torch.Tensor:
+    def orientation_index(self, orientation, batch: int, device) -> torch.Tensor | None:
+        """Orientations (orders.py) as embedding rows; None for a model that knows only the first."""
+        n = self.config.n_orientations
+        o = torch.as_tensor(orientation, device=device)
+        if o.is_floating_point() or o.dtype == torch.bool or ((o < 0) | (o >= n)).any():
+            raise ValueError(f"orientation must be a whole number in 0..{n - 1} for this model, got {o.tolist()!r}")
+        if n == 1:
+            return None
+        o = o.long()
+        if o.dim() == 0:
+            o = o.expand(batch)
+        if o.shape != (batch,):
+            raise ValueError(f"orientation must be an int or a ({batch},) tensor, got shape {tuple(o.shape)}")
+        return o
+
+    def conditions(self, label, orientation, batch: int, device) -> list[torch.Tensor | None]:
+        """Each layer's condition() for these labels and orientations: (B, 2C) each, or None."""
+        y = self.label_index(label, batch, device)
+        o = self.orientation_index(orientation, batch, device)
+        return [layer.condition(y, o) for layer in self.layers]
+
+    def forward(self, x: torch.Tensor, label=None, orientation=0) -> torch.Tensor:
         """Logits of P(pixel = 1 | pixels before it [, label]).
 
         Args:
-            x: (B, 1, H, W) binary images as floats in {0, 1}.
+            x: (B, 1, H, W) binary images as floats in {0, 1}, already in the orientation's
+                frame (orders.orient): the pixels before a pixel are those before it in raster order.
             label: None (unconditional), an int, or a (B,) tensor of digits.
+            orientation: the order the model reads in (orders.py): 0 (top first), or an int or
+                (B,) tensor in 0..n_orientations - 1.
         Returns:
             (B, 1, H, W) logits.
         """
         if x.dim() != 4 or x.shape[1] != 1:
             raise ValueError(f"expected images of shape (B, 1, H, W), got {tuple(x.shape)}")
-        y = self.label_index(label, x.shape[0], x.device)
         v, h = x, shift_right(x)  # the horizontal stack must not see the pixel itself
-        for layer in self.layers:
-            v, h = layer(v, h, y)  # (B, C, H, W) each
-        return self.head(h)  # (B, 1, H, W)
+        skips = 0
+        for layer, y in zip(self.layers, self.conditions(label, orientation, x.shape[0], x.device)):
+            v, h, s = layer(v, h, y)  # (B, C, H, W) each
+            if s is not None:
+                skips = skips + s
+        return self.head(skips if self.config.skip else h)  # (B, 1, H, W)
 
-    def step_cache(self, n: int, height: int, width: int, label=None) -> GatedPixelCNNCache:
+    def step_cache(self, n: int, height: int, width: int, label=None, orientation=0) -> GatedPixelCNNCache:
         """The logits one pixel at a time, for fast sampling (see cached.py).
 
         Raises:
-            ValueError: for a label that forward() would refuse.
+            ValueError: for a label or orientation that forward() would refuse.
         """
-        return GatedPixelCNNCache(self, n, height, width, label)
+        return GatedPixelCNNCache(self, n, height, width, label, orientation)
 
     def loss(self, batch) -> torch.Tensor:
         """Mean binary cross-entropy per pixel, in nats, of a batch (images, labels).
@@ -167,8 +227,14 @@ class GatedPixelCNN(nn.Module):
         loss is then the unconditional -log p(x) per pixel, comparable with unlabelled models.
         """
         x, label = batch if isinstance(batch, (tuple, list)) else (batch, None)
-        if not self.config.n_labels or not self.training or label is None:
+        if not self.training:
             return F.binary_cross_entropy_with_logits(self(x), x)
+        orientation = 0
+        if self.config.n_orientations > 1:  # each digit seen in an orientation drawn at random
+            orientation = torch.randint(self.config.n_orientations, (len(x),), device=x.device)
+            x = orient(x, orientation)
+        if not self.config.n_labels or label is None:
+            return F.binary_cross_entropy_with_logits(self(x, None, orientation), x)
         drop = torch.rand(label.shape, device=label.device) < self.config.label_dropout
         label = torch.where(drop, torch.full_like(label, self.config.n_labels), label)
-        return F.binary_cross_entropy_with_logits(self(x, label), x)
+        return F.binary_cross_entropy_with_logits(self(x, label, orientation), x)

@@ -1,27 +1,55 @@
-"""Sampling from a model one pixel at a time in raster order, and per-pixel probabilities.
+"""Sampling from a model one pixel at a time, completing any part of an image, and per-pixel probabilities.
 
-One loop (`_draw`) serves generation, completion (the given pixels are kept) and streaming.
-Where the logits come from is a StepCache (cached.py): the model's own fast cache if it has
-one (`model.step_cache`), else the full network once per pixel. `sample_plain` always takes
-the full network: it is the reference the fast path is tested against.
+One loop (`_Drawing`) serves generation, completion and streaming: it walks the pixels in
+raster order, draws the unknown ones and keeps the known ones. Where the logits come from is a
+StepCache (cached.py): the model's own fast cache if it has one (`model.step_cache`), else the
+full network once per pixel. `sample_plain` always takes the full network: it is the reference
+the fast path is tested against.
+
+A labelled model's `label=None` means "any digit": the mixture p(x) = sum_y p(y) p(x | y) with
+p(y) = 1/10, sampled exactly. Generation draws each image's label uniformly, then the image
+given it; a completion draws the label from its posterior given the kept pixels. The
+probabilities shown are the mixture's, P(x_i = 1 | x_<i) = sum_y p(y | x_<i) P(x_i = 1 | x_<i, y),
+whose product over the pixels is p(x). `label=DROPPED` takes the model's own "no label" instead.
+
+`complete` keeps any set of known pixels [1]. When they all come before the unknown ones (in
+raster order, or in another orientation of a model trained on several, see orders.py) it samples
+exactly from p(unknown | known). Otherwise it draws `candidates` completions in the order that
+puts the most known pixels first, weights each by the probability of the known pixels that come
+after its first unknown one (the proposal times that weight is p(x)), and resamples n of them:
+sampling-importance-resampling, exact as the candidates grow [2].
+
+[1] EugenHotaj/pytorch-generative's `sample(conditioned_on=...)` fills the unknown pixels in
+    raster order and ignores the known pixels after them; here they count.
+[2] Rubin, "Using the SIR algorithm to simulate posterior distributions", 1988.
 """
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cached import FullPasses, StepCache, one_blas_thread
+from .cached import FullPasses, StepCache, single_threaded_blas
+from .orders import orient, unorient
+
+DROPPED = "dropped"  # label= for a labelled model's own unconditional p(x), its "no label" embedding
+SHARD_MIN = 32  # images per batch from which the sampler splits the batch over two cores
+_pool: ThreadPoolExecutor | None = None
 
 
 class SampleStep(NamedTuple):
-    """One frame of sample_stream."""
+    """One frame of sample_stream and complete_stream."""
 
     images: torch.Tensor  # (n, 1, H, W) in {0, 1}; pixels not drawn yet are 0
-    position: int  # how many pixels (raster order) are final, the given ones included
+    position: int  # how many pixels (in the drawing's order) are final, the given ones included
     probs: torch.Tensor  # (n, 1, H, W) P(pixel = its value | pixels before it); NaN where not reached
+    labels: torch.Tensor | None = None  # (n,) the labels drawn for label=None on a labelled model
+    ess: torch.Tensor | None = None  # complete: effective sample size of each resampling, where it resampled
+    orientation: int = 0  # the order the pixels were drawn in (orders.py)
 
 
 class Surprise(NamedTuple):
@@ -31,6 +59,8 @@ class Surprise(NamedTuple):
     nats: torch.Tensor  # (B,) the sum over the image: -log P(image)
     bits_per_pixel: torch.Tensor  # (B,) nats / ln 2 / (H * W)
 
+
+# ---- checks ----
 
 def _whole(name: str, value, lo: int, hi: int | None = None) -> int:
     """value as an int, or a ValueError that says what was expected."""
@@ -53,25 +83,130 @@ def _binary_images(images, name: str, shape: str) -> torch.Tensor:
     return x.float()
 
 
-def _start(n, prefix, rows, pixels, image_size) -> tuple[torch.Tensor, int]:
-    """The starting images (n, 1, H, W), the given pixels set and the rest 0, and how many are given."""
-    h, w = image_size
-    rows = _whole("rows", rows, 0, h)
-    if pixels is not None and rows:
-        raise ValueError(f"give rows or pixels, not both (got rows={rows}, pixels={pixels})")
-    k = rows * w if pixels is None else _whole("pixels", pixels, 0, h * w)
-    x = torch.zeros(n, 1, h, w)
-    if prefix is None:
-        if k:
-            raise ValueError("rows or pixels > 0 needs a prefix image to take the pixels from")
-        return x, 0
-    shape = f"(1, 1, {h}, {w}) or ({n}, 1, {h}, {w})"
-    prefix = _binary_images(prefix, "prefix", shape)
-    if prefix.shape[0] not in (1, n) or prefix.shape[2:] != (h, w):
-        raise ValueError(f"prefix must have shape {shape}, got {tuple(prefix.shape)}")
-    x.view(n, -1)[:, :k] = prefix.expand(n, 1, h, w).reshape(n, -1)[:, :k]
-    return x, k
+def _temperature(temperature) -> float:
+    try:
+        temperature = float(temperature)
+    except (TypeError, ValueError):
+        temperature = math.nan
+    if not 0 <= temperature < math.inf:
+        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+    return temperature
 
+
+def n_labels(model) -> int:
+    """How many digit labels a model is conditioned on: 0 for an unlabelled one."""
+    return getattr(getattr(model, "config", None), "n_labels", 0)
+
+
+def _n_orientations(model) -> int:
+    return getattr(getattr(model, "config", None), "n_orientations", 1)
+
+
+def _label(model, label) -> tuple[bool, object]:
+    """(whether label=None asks for the mixture over the labels, the label to give the model)."""
+    if isinstance(label, str):
+        if label != DROPPED:
+            raise ValueError(f"label must be None, a digit, a tensor of digits or {DROPPED!r}, got {label!r}")
+        if not n_labels(model):
+            raise ValueError("the model has no labels to drop; call it with label=None")
+        return False, None  # the model's own "no label"
+    return label is None and n_labels(model) > 0, label
+
+
+def _orientation(model, orientation) -> int:
+    n = _n_orientations(model)
+    if isinstance(orientation, bool) or not isinstance(orientation, (int, np.integer)) or not 0 <= orientation < n:
+        raise ValueError(f"orientation must be a whole number in 0..{n - 1} for this model, got {orientation!r}")
+    return int(orientation)
+
+
+# ---- where the logits come from ----
+
+def _forward(model, x: torch.Tensor, label, orientation: int) -> torch.Tensor:
+    if orientation:
+        return model(x, label, orientation)
+    return model(x, label)  # also for models that know no orientation
+
+
+def _step_cache(model, n, h, w, label, orientation, plain) -> StepCache:
+    if plain or not hasattr(model, "step_cache"):
+        return FullPasses(model, n, h, w, label, orientation)
+    if orientation:
+        return model.step_cache(n, h, w, label, orientation)
+    return model.step_cache(n, h, w, label)  # raises here on a label the model cannot take
+
+
+def _log_sigmoid(z: np.ndarray) -> np.ndarray:
+    return -np.logaddexp(0, -z)
+
+
+def _mixture_logits(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The logits of P(x_i = 1 | x_<i) of the mixture over labels, each with p(label) = 1/L.
+
+    Args:
+        z: (B, L, P) the logits under each label, pixels in drawing order.
+        x: (B, P) the pixels, in {0, 1}.
+    Returns:
+        (B, P): log P_mix(x_i = 1 | x_<i) - log P_mix(x_i = 0 | x_<i).
+    """
+    z = z.double()
+    ll = -F.binary_cross_entropy_with_logits(z, x[:, None].double().expand_as(z), reduction="none")
+    w = torch.log_softmax(ll.cumsum(-1) - ll, dim=1)  # log p(label | x_<i): (B, L, P)
+    return (torch.logsumexp(w + F.logsigmoid(z), dim=1) - torch.logsumexp(w + F.logsigmoid(-z), dim=1)).float()
+
+
+class MixtureSteps:
+    """The StepCache of the mixture over a labelled model's labels: every image under every label.
+
+    The images' labels are drawn from their posterior given the pixels `begin` is given (uniform
+    when none are), and each pixel is drawn under its image's label; every label's copy sees the
+    same pixels, so that the mixture's P(x_i = 1 | x_<i) is at hand for each pixel (`shown`).
+    """
+
+    def __init__(self, make_steps, n: int, n_labels: int, uniforms: np.ndarray):
+        self.n, self.l = n, n_labels
+        self.inner = make_steps(n * n_labels, torch.arange(n_labels).repeat(n))  # row i * L + y
+        self.uniforms = uniforms  # (n,) in [0, 1): one per image, for its label
+        self.loglik = np.zeros((n, n_labels))  # log p(the pixels so far | label)
+        self.rows = np.arange(n) * n_labels
+        self.z = np.zeros((n, n_labels), np.float32)
+        self.labels = None
+
+    def _draw_labels(self) -> None:
+        post = np.exp(self.loglik - self.loglik.max(1, keepdims=True))
+        cdf = np.cumsum(post / post.sum(1, keepdims=True), axis=1)
+        self.labels = np.minimum((cdf < self.uniforms[:, None]).sum(1), self.l - 1)  # (n,) inverse CDF
+        self.select = self.rows + self.labels
+
+    def begin(self, x: torch.Tensor, k: int) -> np.ndarray:
+        z = self.inner.begin(x.repeat_interleave(self.l, dim=0), k)  # (k, n * L)
+        z = torch.from_numpy(z).reshape(k, self.n, self.l).permute(1, 2, 0)  # (n, L, k)
+        bits = x.reshape(self.n, -1)[:, :k]
+        mixed = _mixture_logits(z, bits)  # (n, k)
+        self.loglik = (-F.binary_cross_entropy_with_logits(z.double(), bits[:, None].double().expand_as(z),
+                                                           reduction="none")).sum(-1).numpy()
+        self._draw_labels()
+        return mixed.T.numpy()
+
+    def logit(self, p: int) -> np.ndarray:
+        self.z = self.inner.logit(p).reshape(self.n, self.l)
+        return self.z.reshape(-1)[self.select]  # each image under its own label
+
+    def put(self, p: int, bits: np.ndarray) -> None:
+        self.inner.put(p, np.repeat(bits, self.l))
+        signed = np.where(bits[:, None], self.z, -self.z).astype(np.float64)  # (n, L)
+        w = self.loglik - np.logaddexp.reduce(self.loglik, axis=1, keepdims=True)  # log p(label | x_<p)
+        self.last = np.logaddexp.reduce(w + _log_sigmoid(signed), axis=1) - np.logaddexp.reduce(
+            w + _log_sigmoid(-signed), axis=1)  # the mixture's logit of the value drawn
+        self.last = np.where(bits, self.last, -self.last)  # ... as a logit of P(pixel = 1)
+        self.loglik += _log_sigmoid(signed)
+
+    def shown(self, p: int) -> np.ndarray:
+        """The mixture's logit of P(pixel p = 1 | pixels before it), after put(p)."""
+        return self.last
+
+
+# ---- the loop ----
 
 def _thresholds(n: int, h: int, w: int, seed: int, temperature: float) -> np.ndarray:
     """(H * W, n) float64: pixel p becomes 1 exactly when its logit is above thresholds[p]."""
@@ -86,55 +221,166 @@ def _thresholds(n: int, h: int, w: int, seed: int, temperature: float) -> np.nda
         return temperature * np.log(u / (1 - u))
 
 
-def _frame(bits: np.ndarray, logits: np.ndarray, position: int, shape) -> SampleStep:
+def _label_uniforms(seed: int, n: int) -> np.ndarray:
+    """(n,) uniforms for drawing labels (and resampling), apart from the pixels' own randomness."""
+    return np.random.default_rng([seed, 1]).random(n)
+
+
+class _Drawing:
+    """The state of N images being drawn, pixel by pixel in raster order of the drawing's frame.
+
+    Pixels before `start` are given. From `start` on, a pixel is kept where `known` says so
+    (its log-probability then adds to its image's log weight), else drawn: 1 where its logit is
+    above its threshold. The batch may be split in shards, each with its own StepCache, drawn
+    on two cores (the products release the GIL); every shard draws the same pixels it would alone.
+    """
+
+    def __init__(self, shards: list[tuple[StepCache, slice]], x: torch.Tensor, start: int,
+                 thresholds: np.ndarray, known: np.ndarray | None):
+        n, _, h, w = x.shape
+        hw = h * w
+        self.shards, self.start, self.hw = shards, start, hw
+        self.given = x.reshape(n, hw).T.numpy() > 0.5  # (HW, N)
+        self.bits = np.zeros((hw, n), bool)
+        self.bits[:start] = self.given[:start]
+        self.logits = np.full((hw, n), np.nan, np.float32)  # of P(pixel = 1 | pixels before it), drawn with
+        self.shown = np.full((hw, n), np.nan, np.float32)  # what the frames show: the mixture's, for one
+        self.log_weight = np.zeros(n)
+        self.thresholds, self.known = thresholds, known  # known: (HW, N) bool, or None for a prefix
+        single_threaded_blas()
+        for steps, cols in shards:
+            self.shown[:start, cols] = self.logits[:start, cols] = steps.begin(x[cols], start)
+
+    def _run(self, steps: StepCache, cols: slice, start: int, stop: int) -> None:
+        bits, logits, thresholds = self.bits[:, cols], self.logits[:, cols], self.thresholds[:, cols]
+        known = None if self.known is None else self.known[:, cols]
+        shown = getattr(steps, "shown", None)
+        log_weight = self.log_weight[cols]
+        for p in range(start, stop):
+            logits[p] = z = steps.logit(p)  # (n,)
+            drawn = z > thresholds[p]
+            if known is not None and known[p].any():
+                given = self.given[p, cols]
+                drawn = np.where(known[p], given, drawn)
+                log_weight += np.where(known[p], _log_sigmoid(np.where(given, z, -z)), 0)
+            bits[p] = drawn
+            steps.put(p, drawn)
+            self.shown[p, cols] = z if shown is None else shown(p)
+
+    def frames(self, every: int) -> Iterator[int]:
+        """Draw the pixels from start on, yielding how many are final after every `every` of them."""
+        yield self.start
+        for start in range(self.start, self.hw, every):
+            stop = min(start + every, self.hw)
+            if len(self.shards) == 1:
+                self._run(*self.shards[0], start, stop)
+            else:  # the last shard here, the others on the pool
+                futures = [_workers().submit(self._run, s, c, start, stop) for s, c in self.shards[:-1]]
+                self._run(*self.shards[-1], start, stop)
+                for f in futures:
+                    f.result()
+            yield stop
+
+
+def _workers() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 1) - 1), thread_name_prefix="pixelcnn")
+    return _pool
+
+
+def _shards(n: int, shards: int | None) -> list[slice]:
+    """How the batch is split: in two halves from SHARD_MIN images on, where there are two cores."""
+    if shards is None:
+        shards = 2 if n >= SHARD_MIN and (os.cpu_count() or 1) >= 2 else 1
+    shards = max(1, min(_whole("shards", shards, 1), n))
+    bounds = np.linspace(0, n, shards + 1).round().astype(int)
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _make_drawing(model, x, start, thresholds, known, label, orientation, plain, uniforms, shards):
+    """A _Drawing of x (N, 1, H, W) in the model's frame, one StepCache per shard."""
+    n, _, h, w = x.shape
+    mixture, label = _label(model, label)
+    if not mixture and label is not None:
+        label_t = torch.as_tensor(label)
+        if label_t.dim() == 1 and len(label_t) != n:
+            raise ValueError(f"label must be an int or a ({n},) tensor, got shape {tuple(label_t.shape)}")
+    parts = []
+    for cols in _shards(n, shards):
+        m = cols.stop - cols.start
+        own = label if (label is None or torch.as_tensor(label).dim() == 0) else torch.as_tensor(label)[cols]
+
+        def make(rows, lab):
+            return _step_cache(model, rows, h, w, lab, orientation, plain)
+
+        steps = MixtureSteps(make, m, n_labels(model), uniforms[cols]) if mixture else make(m, own)
+        parts.append((steps, cols))
+    return _Drawing(parts, x, start, thresholds, known)
+
+
+def _drawn_labels(drawing: _Drawing) -> torch.Tensor | None:
+    labels = [getattr(s, "labels", None) for s, _ in drawing.shards]
+    return None if labels[0] is None else torch.from_numpy(np.concatenate(labels)).long()
+
+
+def _frame(drawing: _Drawing, position: int, shape, orientation: int, cols=None, ess=None) -> SampleStep:
+    """SampleStep of the images (or of the columns `cols` of the drawing), upright."""
     n, h, w = shape
+    bits, shown = drawing.bits, drawing.shown
+    labels = _drawn_labels(drawing)
+    if cols is not None:
+        bits, shown = bits[:, cols], shown[:, cols]
+        labels = None if labels is None else labels[cols]
     images = torch.from_numpy(bits.T.astype(np.float32)).reshape(n, 1, h, w)
     # P(x = its value) = sigmoid(+logit) for a 1, sigmoid(-logit) for a 0; NaN logits stay NaN.
-    probs = torch.sigmoid(torch.from_numpy(np.where(bits, logits, -logits).T.copy())).reshape(n, 1, h, w)
-    return SampleStep(images, position, probs)
+    probs = torch.sigmoid(torch.from_numpy(np.where(bits, shown, -shown).T.copy())).reshape(n, 1, h, w)
+    return SampleStep(unorient(images, orientation), position, unorient(probs, orientation), labels, ess,
+                      orientation)
 
 
-def _draw(steps: StepCache, x: torch.Tensor, k: int, thresholds: np.ndarray, every: int) -> Iterator[SampleStep]:
-    """The sampling loop: draw pixels k .. H*W - 1 of x in raster order, yielding as it goes."""
-    n, _, h, w = x.shape
-    hw = h * w
-    bits = np.zeros((hw, n), bool)  # (H * W, n): the images, one row per pixel
-    bits[:k] = x.view(n, hw)[:, :k].T.numpy() > 0.5
-    logits = np.full((hw, n), np.nan, np.float32)  # of P(pixel = 1 | pixels before it)
-    logits[:k] = steps.begin(x, k)
-    yield _frame(bits, logits, k, (n, h, w))
-    for start in range(k, hw, every):
-        stop = min(start + every, hw)
-        with one_blas_thread():  # not held across a yield: the caller's own work keeps its threads
-            for p in range(start, stop):
-                logits[p] = z = steps.logit(p)  # (n,)
-                bits[p] = z > thresholds[p]
-                steps.put(p, bits[p])
-        yield _frame(bits, logits, stop, (n, h, w))
+# ---- generation and completion of a prefix ----
+
+def _start(n, prefix, rows, pixels, image_size) -> tuple[torch.Tensor, int]:
+    """The starting images (n, 1, H, W), upright, the given pixels set and the rest 0, and how many are given."""
+    h, w = image_size
+    rows = _whole("rows", rows, 0, h)
+    if pixels is not None and rows:
+        raise ValueError(f"give rows or pixels, not both (got rows={rows}, pixels={pixels})")
+    k = rows * w if pixels is None else _whole("pixels", pixels, 0, h * w)
+    x = torch.zeros(n, 1, h, w)
+    if prefix is None:
+        if k:
+            raise ValueError("rows or pixels > 0 needs a prefix image to take the pixels from")
+        return x, 0
+    shape = f"(1, 1, {h}, {w}) or ({n}, 1, {h}, {w})"
+    prefix = _binary_images(prefix, "prefix", shape)
+    if prefix.shape[0] not in (1, n) or prefix.shape[2:] != (h, w):
+        raise ValueError(f"prefix must have shape {shape}, got {tuple(prefix.shape)}")
+    return prefix.expand(n, 1, h, w).clone(), k
 
 
-def _stream(model, n, seed, prefix, rows, pixels, temperature, label, every, image_size, plain):
+def _stream(model, n, seed, prefix, rows, pixels, temperature, label, every, image_size, plain, orientation=0,
+            shards=None):
     n = _whole("n", n, 1)
     every = _whole("every", every, 1)
-    try:
-        temperature = float(temperature)
-    except (TypeError, ValueError):
-        temperature = math.nan
-    if not 0 <= temperature < math.inf:
-        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+    temperature = _temperature(temperature)
+    orientation = _orientation(model, orientation)
     h, w = image_size
     x, k = _start(n, prefix, rows, pixels, image_size)
+    x = orient(x, orientation)
+    x.view(n, -1)[:, k:] = 0  # only the given pixels, in the drawing's order
     thresholds = _thresholds(n, h, w, seed, temperature)
-    if plain or not hasattr(model, "step_cache"):
-        steps = FullPasses(model, n, h, w, label)
-    else:
-        steps = model.step_cache(n, h, w, label)  # raises here on a label the model cannot take
-    yield from _draw(steps, x, k, thresholds, every)
+    drawing = _make_drawing(model, x, k, thresholds, None, label, orientation, plain, _label_uniforms(seed, n),
+                            shards)
+    for position in drawing.frames(every):
+        yield _frame(drawing, position, (n, h, w), orientation)
 
 
 def sample_stream(model, n: int, seed: int = 0, prefix: torch.Tensor | None = None, rows: int = 0,
                   pixels: int | None = None, temperature: float = 1.0, label=None, every: int = 28,
-                  image_size: tuple[int, int] = (28, 28)) -> Iterator[SampleStep]:
+                  image_size: tuple[int, int] = (28, 28), orientation: int = 0,
+                  shards: int | None = None) -> Iterator[SampleStep]:
     """Draw n images, yielding the partial images as they grow.
 
     Args:
@@ -145,20 +391,29 @@ def sample_stream(model, n: int, seed: int = 0, prefix: torch.Tensor | None = No
         seed: the same seed gives the same images.
         prefix: (1, 1, H, W) or (n, 1, H, W) images in {0, 1} to complete.
         rows: keep the first `rows` rows of prefix (0..H) ...
-        pixels: ... or the first `pixels` pixels in raster order (0..H*W); give one of them.
+        pixels: ... or the first `pixels` pixels in the drawing's order (0..H*W); give one of them.
         temperature: logits are divided by it; 0 always takes the more likely value.
-        label: passed to the model. PixelCNN takes only None; GatedPixelCNN None (no label),
-            a digit, or one digit per image as an (n,) tensor.
+        label: PixelCNN takes only None. A labelled GatedPixelCNN: None for any digit (the
+            mixture over its labels: each image's label is drawn from its posterior given the
+            prefix, uniform without one), a digit, one digit per image as an (n,) tensor, or
+            DROPPED for its own "no label".
         every: yield after every `every` new pixels.
         image_size: (H, W).
+        orientation: the order to draw in, for a model trained on several (orders.py): 0 is
+            raster order, 1 bottom rows first, 2 left columns first, 3 right columns first.
+            The prefix's rows (or pixels) are counted in that order; images stay upright.
+        shards: split the batch over this many threads (default: two from SHARD_MIN images on,
+            where there are two cores). The images do not depend on it.
     Yields:
-        SampleStep(images, position, probs): first with the given pixels only, then after
-        every `every` drawn pixels, and always at the end (position == H * W), once. probs
-        are the model's own (temperature 1), for given and drawn pixels alike.
+        SampleStep(images, position, probs, labels): first with the given pixels only, then
+        after every `every` drawn pixels, and always at the end (position == H * W), once.
+        probs are the model's own (temperature 1), for given and drawn pixels alike: for
+        label=None on a labelled model, the mixture's. labels: the labels drawn, for label=None.
     Raises:
         ValueError, at the call, for a bad n, prefix, rows, pixels, temperature, every or label.
     """
-    stream = _stream(model, n, seed, prefix, rows, pixels, temperature, label, every, image_size, plain=False)
+    stream = _stream(model, n, seed, prefix, rows, pixels, temperature, label, every, image_size, False,
+                     orientation, shards)
     return _checked(stream)
 
 
@@ -173,92 +428,288 @@ def _checked(stream: Iterator[SampleStep]) -> Iterator[SampleStep]:
     return frames()
 
 
-def _last(stream: Iterator[SampleStep]) -> torch.Tensor:
+def _last(stream: Iterator[SampleStep]) -> SampleStep:
     for step in stream:
         pass
-    return step.images
+    return step
 
 
 def sample(model, n: int, seed: int = 0, prefix: torch.Tensor | None = None, rows: int = 0,
            pixels: int | None = None, temperature: float = 1.0, label=None,
-           image_size: tuple[int, int] = (28, 28)) -> torch.Tensor:
+           image_size: tuple[int, int] = (28, 28), orientation: int = 0, shards: int | None = None) -> torch.Tensor:
     """Draw n images from the model: sample_stream run to the end (see it for the arguments).
 
     Returns:
         (n, 1, H, W) float images in {0, 1}, on the CPU.
     """
     h, w = image_size
-    return _last(_stream(model, n, seed, prefix, rows, pixels, temperature, label, h * w, image_size, plain=False))
+    return _last(_stream(model, n, seed, prefix, rows, pixels, temperature, label, h * w, image_size, False,
+                         orientation, shards)).images
 
 
 def sample_plain(model, n: int, seed: int = 0, prefix: torch.Tensor | None = None, rows: int = 0,
                  pixels: int | None = None, temperature: float = 1.0, label=None,
-                 image_size: tuple[int, int] = (28, 28)) -> torch.Tensor:
+                 image_size: tuple[int, int] = (28, 28), orientation: int = 0) -> torch.Tensor:
     """sample(), but running the full network once per pixel: the slow reference."""
     h, w = image_size
-    return _last(_stream(model, n, seed, prefix, rows, pixels, temperature, label, h * w, image_size, plain=True))
+    return _last(_stream(model, n, seed, prefix, rows, pixels, temperature, label, h * w, image_size, True,
+                         orientation, shards=1)).images
 
 
-def _logits(model, images, label) -> tuple[torch.Tensor, torch.Tensor]:
+# ---- completion of any known pixels ----
+
+def _known_mask(known, n: int, h: int, w: int) -> torch.Tensor:
+    """known as an (n or 1, H * W) bool tensor, upright, or a ValueError that says what was expected."""
+    expected = f"a bool mask of shape ({h}, {w}) or ({n}, 1, {h}, {w})"
+    k = torch.as_tensor(known)
+    if k.dtype != torch.bool:
+        raise ValueError(f"known must be {expected} (True where a pixel is kept), got dtype {k.dtype}")
+    if tuple(k.shape) == (h, w):
+        k = k[None, None]
+    if k.dim() != 4 or k.shape[1] != 1 or k.shape[0] not in (1, n) or tuple(k.shape[2:]) != (h, w):
+        raise ValueError(f"known must be {expected}, got shape {tuple(k.shape)}")
+    return k.cpu()
+
+
+def _known_prefix(known: torch.Tensor) -> torch.Tensor:
+    """(B,) how many pixels in raster order are known before the first unknown one."""
+    flat = known.reshape(len(known), -1)
+    return (~flat).long().cumsum(1).eq(0).sum(1)
+
+
+def best_orientation(model, known) -> int:
+    """The orientation (orders.py) of a model that puts the most known pixels first, 0 on a tie."""
+    known = torch.as_tensor(known)
+    known = known[None, None] if known.dim() == 2 else known
+    firsts = [int(_known_prefix(orient(known, o)).sum()) for o in range(_n_orientations(model))]
+    return int(np.argmax(firsts))
+
+
+def _complete(model, n, image, known, seed, temperature, label, candidates, every, image_size, shards):
+    h, w = image_size
+    n = _whole("n", n, 1)
+    every = _whole("every", every, 1)
+    temperature = _temperature(temperature)
+    shape = f"(1, 1, {h}, {w}) or ({n}, 1, {h}, {w})"
+    image = _binary_images(image, "image", shape)
+    if image.shape[0] not in (1, n) or tuple(image.shape[2:]) != (h, w):
+        raise ValueError(f"image must have shape {shape}, got {tuple(image.shape)}")
+    known = _known_mask(known, n, h, w)
+    if known.all():
+        raise ValueError("nothing to complete: every pixel is known (mark some pixels unknown, False in known)")
+    if candidates is None:
+        candidates = max(n, 128)
+    candidates = _whole("candidates", candidates, 1)
+    if candidates < n:
+        raise ValueError(f"candidates must be at least n ({n}), got {candidates}")
+    groups = 1 if image.shape[0] == 1 and known.shape[0] == 1 else n  # a pool of candidates per distinct input
+    o = best_orientation(model, known)
+    x, kn = orient(image.expand(groups, 1, h, w), o), orient(known.expand(groups, 1, h, w), o)
+    first = _known_prefix(kn)  # (groups,)
+    k = int(first.min())
+    if bool((kn.reshape(groups, -1).sum(1) == k).all()):
+        # Every known pixel comes first, k of them in each image: sample p(unknown | known) exactly.
+        yield from _stream(model, n, seed, unorient(x, o), 0, k, temperature, label, every, image_size, False, o,
+                           shards)
+        return
+
+    per = candidates // groups  # candidates per group
+    total = per * groups
+    group_of = torch.arange(total) // per  # candidate c draws for group c // per
+    xc, kc = x[group_of], kn[group_of]  # (total, 1, H, W) in the drawing's frame
+    xc = xc * kc  # the unknown pixels start at 0
+    mixture, lab = _label(model, label)
+    u = _label_uniforms(seed, total + n)
+    if mixture:  # each candidate's label from its posterior given the known pixels before position k
+        z = _forward(model, x.repeat_interleave(n_labels(model), dim=0) * kn.repeat_interleave(n_labels(model), 0),
+                     torch.arange(n_labels(model)).repeat(groups), o).detach().float().cpu()
+        bits = x.reshape(groups, -1)[:, :k]
+        ll = -F.binary_cross_entropy_with_logits(z.reshape(groups, n_labels(model), -1)[..., :k].double(),
+                                                 bits[:, None].double().expand(-1, n_labels(model), -1),
+                                                 reduction="none").sum(-1)  # (groups, L)
+        cdf = torch.softmax(ll, dim=1).cumsum(1).numpy()[group_of.numpy()]  # (total, L)
+        lab = torch.from_numpy(np.minimum((cdf < u[:total, None]).sum(1), n_labels(model) - 1)).long()
+    elif lab is not None and torch.as_tensor(lab).dim() == 1:
+        lab = torch.as_tensor(lab)
+        if len(lab) != n or groups == 1 and not bool((lab == lab[0]).all()):
+            raise ValueError(f"label must be an int, or one per image ({n},) for distinct images; got {lab.tolist()}")
+        lab = lab[group_of] if groups > 1 else lab[0]
+    thresholds = _thresholds(total, h, w, seed, temperature)
+    drawing = _make_drawing(model, xc, k, thresholds, kc.reshape(total, -1).T.numpy(), lab, o, False, u[:total],
+                            shards)
+    labels = None if not mixture else lab
+    resample_u = u[total:]  # (n,): one uniform per output
+
+    def picks() -> tuple[np.ndarray, torch.Tensor]:
+        """Which candidate each output shows, resampled by the weights so far; and each group's ESS."""
+        lw = drawing.log_weight.reshape(groups, per)
+        wts = np.exp(lw - lw.max(1, keepdims=True))
+        ess = wts.sum(1) ** 2 / (wts ** 2).sum(1)
+        cdf = np.cumsum(wts / wts.sum(1, keepdims=True), axis=1)
+        if groups == 1:  # systematic resampling: n evenly spaced points, one uniform
+            points = (resample_u[0] + np.arange(n)) / n
+            chosen = np.minimum(np.searchsorted(cdf[0], points, side="right"), per - 1)
+        else:
+            chosen = np.minimum((cdf < resample_u[:, None]).sum(1), per - 1) + np.arange(n) * per
+        return chosen, torch.from_numpy(ess)
+
+    for position in drawing.frames(every):
+        chosen, ess = picks()
+        step = _frame(drawing, position, (n, h, w), o, cols=chosen, ess=ess)
+        yield step._replace(labels=None if labels is None else labels[chosen])
+
+
+def complete_stream(model, n: int, image: torch.Tensor, known, seed: int = 0, temperature: float = 1.0, label=None,
+                    candidates: int | None = None, every: int = 28, image_size: tuple[int, int] = (28, 28),
+                    shards: int | None = None) -> Iterator[SampleStep]:
+    """Complete the unknown pixels of an image n ways, yielding frames as they grow (see complete).
+
+    While candidates are drawn, each frame shows the n that the weights so far would pick
+    (they can change until the last frame), with the effective sample size of each resampling
+    in SampleStep.ess; frames come in the order the model draws, from the kept side.
+    """
+    return _checked(_complete(model, n, image, known, seed, temperature, label, candidates, every, image_size,
+                              shards))
+
+
+def complete(model, n: int, image: torch.Tensor, known, seed: int = 0, temperature: float = 1.0, label=None,
+             candidates: int | None = None, image_size: tuple[int, int] = (28, 28),
+             shards: int | None = None) -> torch.Tensor:
+    """Keep the known pixels of an image exactly and draw the others, n ways.
+
+    When every known pixel comes before every unknown one (in raster order, or in one of the
+    orientations of a model trained on several), the completions are exact samples of
+    p(unknown | known). Otherwise `candidates` completions are drawn in the order that puts the
+    most known pixels first, each weighted by the probability of the known pixels after its
+    first unknown one, and n are resampled by weight (SIR): exact as candidates grows. At
+    temperature 1 only; another temperature changes the proposal, not the weights.
+
+    Args:
+        model: a PixelCNN or GatedPixelCNN (with n_orientations 4, it may draw in another order).
+        n: how many completions.
+        image: (1, 1, H, W) or (n, 1, H, W) in {0, 1}; its unknown pixels' values are ignored.
+        known: bool, (H, W) or (n, 1, H, W): True where a pixel is kept.
+        seed: the same seed gives the same completions.
+        temperature: as in sample.
+        label: as in sample; None for a labelled model: the label is drawn from its posterior
+            given the known pixels that come first.
+        candidates: how many completions to draw and resample from (default max(n, 128));
+            with distinct images, candidates // n for each.
+    Returns:
+        (n, 1, H, W) float images in {0, 1}. complete_stream's last frame also carries the
+        effective sample size of each resampling, (sum w)^2 / sum w^2.
+    Raises:
+        ValueError: a mask with no unknown pixel, a mask or image of the wrong shape or type,
+            an image that is not binary, candidates < n.
+    """
+    h, w = image_size
+    return _last(_complete(model, n, image, known, seed, temperature, label, candidates, h * w, image_size,
+                           shards)).images
+
+
+# ---- probabilities of given images ----
+
+def _logits(model, images, label, orientation=0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images (B, 1, H, W) and the logits of P(pixel = 1 | pixels before it), upright.
+
+    For label=None on a labelled model, the mixture's, from one pass over every label.
+    """
     x = _binary_images(images, "images", "(B, 1, H, W)")
+    mixture, label = _label(model, label)
+    orientation = _orientation(model, orientation)
     device = next(model.parameters()).device
+    xo = orient(x, orientation)
     with torch.no_grad():
-        return x, model(x.to(device), label).float().cpu()  # (B, 1, H, W)
+        if not mixture:
+            logits = _forward(model, xo.to(device), label, orientation).float().cpu()
+        else:
+            n = n_labels(model)
+            z = _forward(model, xo.repeat_interleave(n, dim=0).to(device), torch.arange(n).repeat(len(x)),
+                         orientation).float().cpu()
+            logits = _mixture_logits(z.reshape(len(x), n, -1), xo.reshape(len(x), -1)).reshape(xo.shape)
+    return x, unorient(logits, orientation)  # (B, 1, H, W)
 
 
-def probabilities(model, images: torch.Tensor, label=None) -> torch.Tensor:
+def probabilities(model, images: torch.Tensor, label=None, orientation: int = 0) -> torch.Tensor:
     """P(pixel = 1 | the pixels before it) at every pixel of the images, in one forward pass.
 
     Args:
         images: (B, 1, H, W) values in {0, 1}.
+        label: as in sample: for a labelled model None is the mixture over its labels.
+        orientation: the order the pixels are read in (orders.py).
     Returns:
         (B, 1, H, W) probabilities, on the CPU.
     """
-    return torch.sigmoid(_logits(model, images, label)[1])
+    return torch.sigmoid(_logits(model, images, label, orientation)[1])
 
 
-def surprise(model, images: torch.Tensor, label=None) -> Surprise:
+def surprise(model, images: torch.Tensor, label=None, orientation: int = 0) -> Surprise:
     """-log P(pixel = its value | pixels before it) at every pixel, and the totals.
 
     Args:
         images: (B, 1, H, W) values in {0, 1}.
+        label: as in sample: for a labelled model None is the mixture over its labels, whose
+            total is -log p(x) with p(x) the mean of p(x | label) (marginal_nats).
+        orientation: the order the pixels are read in (orders.py).
     Returns:
         Surprise(map (B, 1, H, W) in nats, nats (B,) summed over each image, bits_per_pixel (B,)).
     """
-    x, logits = _logits(model, images, label)
+    x, logits = _logits(model, images, label, orientation)
     nats_map = F.binary_cross_entropy_with_logits(logits, x, reduction="none")  # (B, 1, H, W)
     nats = nats_map.sum(dim=(1, 2, 3))  # (B,)
     return Surprise(nats_map, nats, nats / math.log(2) / x[0].numel())
 
 
-def label_nats(model, images: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
+def label_nats(model, images: torch.Tensor, batch_size: int = 100, orientation: int = 0) -> torch.Tensor:
     """-log p(image | label) under every label of a labelled model, in nats.
 
     Args:
         images: (B, 1, H, W) values in {0, 1}.
         batch_size: images x labels per forward pass.
+        orientation: the order the pixels are read in (orders.py).
     Returns:
         (B, n_labels), on the CPU.
     """
-    n = getattr(model.config, "n_labels", 0)
+    n = n_labels(model)
     if not n:
         raise ValueError("the model has no labels")
     x = _binary_images(images, "images", "(B, 1, H, W)")
     out = []
     for chunk in x.split(max(1, batch_size // n)):  # each image once per label, in one pass
         labels = torch.arange(n).repeat(len(chunk))
-        out.append(surprise(model, chunk.repeat_interleave(n, dim=0), label=labels).nats.view(len(chunk), n))
+        nats = surprise(model, chunk.repeat_interleave(n, dim=0), label=labels, orientation=orientation).nats
+        out.append(nats.view(len(chunk), n))
     return torch.cat(out)
 
 
-def marginal_nats(model, images: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
+def marginal_nats(model, images: torch.Tensor, batch_size: int = 100, orientation: int = 0) -> torch.Tensor:
     """-log p(image) of a labelled model, p(image) = the mean over its labels of p(image | label).
 
     This is the unconditional likelihood with every label equally likely beforehand (p(label) =
-    1 / n_labels), an alternative to the model's own unlabelled p(image) (`surprise` with no label).
+    1 / n_labels), an alternative to the model's own unlabelled p(image) (label=DROPPED).
 
     Returns:
         (B,) nats, on the CPU.
     """
-    log_p = -label_nats(model, images, batch_size).double()  # (B, n_labels)
+    log_p = -label_nats(model, images, batch_size, orientation).double()  # (B, n_labels)
+    return (math.log(log_p.shape[1]) - torch.logsumexp(log_p, dim=1)).float()
+
+
+def orders_nats(model, images: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
+    """-log p(image) with p the mean over the model's orientations (and labels) [Jain et al. 2020].
+
+    p(x) = 1/O sum_o p_o(x), each p_o marginalised over the labels for a labelled model: a valid
+    density of its own, usually better than any one order's.
+
+    Returns:
+        (B,) nats, on the CPU.
+    """
+    per = []
+    for o in range(_n_orientations(model)):
+        if n_labels(model):
+            per.append(-marginal_nats(model, images, batch_size, orientation=o).double())
+        else:
+            x = _binary_images(images, "images", "(B, 1, H, W)")
+            per.append(-torch.cat([surprise(model, c, orientation=o).nats for c in x.split(batch_size)]).double())
+    log_p = torch.stack(per, dim=1)  # (B, O)
     return (math.log(log_p.shape[1]) - torch.logsumexp(log_p, dim=1)).float()

@@ -18,6 +18,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from .weights import atomic_write
@@ -36,10 +37,13 @@ class TrainConfig:
     eval_batch_size: int = 100  # speed only: on a CPU, 100 runs about twice as fast as 1000
     checkpoint_every: float = 300.0  # seconds between mid-epoch checkpoints
     lr_schedule: str = "constant"  # or "cosine": from lr down to 0 over all the steps
+    ema: float = 0.0  # decay of an exponential moving average of the weights, evaluated and saved; 0: none
 
     def __post_init__(self):
         if self.lr_schedule not in ("constant", "cosine"):
             raise TrainingError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if not 0 <= self.ema < 1:
+            raise TrainingError(f"ema must be in [0, 1), got {self.ema!r}")
 
     def lr_at(self, step: int, total_steps: int) -> float:
         """The learning rate of a global step; a function of the step alone, so resuming needs no state."""
@@ -101,8 +105,10 @@ def _all_sum(values: list[float], device) -> list[float]:
 
 # ---- checkpoints ----
 
-def save_checkpoint(path: Path, model, optimizer, state: TrainState, meta: dict) -> None:
+def save_checkpoint(path: Path, model, optimizer, state: TrainState, meta: dict, ema=None) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
     opt = optimizer.state_dict()
     for idx, s in opt["state"].items():
         for k, v in s.items():
@@ -126,8 +132,8 @@ def _settings(meta: dict) -> dict:
                                                        "train_config.eval_batch_size")}
 
 
-def load_checkpoint(path: Path, model, optimizer, device, meta: dict | None = None) -> TrainState:
-    """Restore model and optimizer from path; with meta, first check the run's settings match."""
+def load_checkpoint(path: Path, model, optimizer, device, meta: dict | None = None, ema=None) -> TrainState:
+    """Restore model, optimizer (and the weights' average) from path; with meta, first check the settings match."""
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             metadata = f.metadata()
@@ -151,6 +157,13 @@ def load_checkpoint(path: Path, model, optimizer, device, meta: dict | None = No
         model.load_state_dict(model_state, strict=True)
     except RuntimeError as e:
         raise TrainingError(f"{path}: checkpoint does not match the model ({str(e).splitlines()[0]})") from None
+    if ema is not None:
+        ema_state = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
+        try:
+            ema.load_state_dict(ema_state, strict=True)
+        except RuntimeError as e:
+            raise TrainingError(f"{path}: checkpoint's weight average does not match "
+                                f"({str(e).splitlines()[0]})") from None
     opt_state: dict = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
@@ -191,10 +204,12 @@ def fit(model, train_data: tuple[torch.Tensor, ...], test_data: tuple[torch.Tens
         config: optimiser and schedule.
         checkpoint_path: where the resumable state is kept.
         resume: continue from checkpoint_path; otherwise start afresh.
-        on_epoch: called as on_epoch(model, state) on rank 0 after each epoch.
+        on_epoch: called as on_epoch(model, state) on rank 0 after each epoch, with the model
+            that was evaluated: the average of the weights when config.ema is set.
         meta: saved in the checkpoint and checked on resume (e.g. the model config).
     Returns:
-        The final TrainState, whose history holds per-epoch train and test losses.
+        (state, evaluated): the final TrainState, whose history holds per-epoch train and test
+        losses, and the model that was evaluated (model, or the average of its weights).
     """
     rank, world, device = distributed_setup()
     if config.batch_size % world:
@@ -205,11 +220,12 @@ def fit(model, train_data: tuple[torch.Tensor, ...], test_data: tuple[torch.Tens
 
     model.to(device)  # DDP copies rank 0's initial weights to the other processes
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema)) if config.ema else None
     state = TrainState()
     if resume:
         if not checkpoint_path.is_file():
             raise TrainingError(f"--resume: no checkpoint at {checkpoint_path}")
-        state = load_checkpoint(checkpoint_path, model, optimizer, device, meta)
+        state = load_checkpoint(checkpoint_path, model, optimizer, device, meta, ema)
     state.runs.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "device": str(device),
                        "processes": world, "from_epoch": state.epoch, "from_step": state.step,
                        "epochs": config.epochs})
@@ -227,7 +243,7 @@ def fit(model, train_data: tuple[torch.Tensor, ...], test_data: tuple[torch.Tens
     def checkpoint():
         nonlocal saved_at
         if rank == 0:
-            save_checkpoint(checkpoint_path, model, optimizer, state, meta)
+            save_checkpoint(checkpoint_path, model, optimizer, state, meta, ema)
         saved_at = (state.epoch, state.step)
 
     while state.epoch < config.epochs:
@@ -255,6 +271,8 @@ def fit(model, train_data: tuple[torch.Tensor, ...], test_data: tuple[torch.Tens
                 raise TrainingDiverged(f"loss {loss.item()}, gradient norm {grad_norm.item()} at epoch "
                                        f"{state.epoch + 1}, step {step}; stopped. {where}")
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             state.step = step + 1
             state.loss_sum += loss.item() * len(b)
             state.count += len(b)
@@ -268,7 +286,8 @@ def fit(model, train_data: tuple[torch.Tensor, ...], test_data: tuple[torch.Tens
 
         t0 = time.monotonic()
         loss_sum, count = _all_sum([state.loss_sum, float(state.count)], device)
-        test_loss = evaluate(model, test_data, config.eval_batch_size, device, rank, world)
+        evaluated = model if ema is None else ema.module
+        test_loss = evaluate(evaluated, test_data, config.eval_batch_size, device, rank, world)
         state.elapsed += time.monotonic() - t0
         state.history.append({"epoch": state.epoch + 1, "train_loss": loss_sum / count,
                               "test_loss": test_loss, "elapsed_s": round(state.elapsed, 1)})
@@ -276,5 +295,5 @@ def fit(model, train_data: tuple[torch.Tensor, ...], test_data: tuple[torch.Tens
         checkpoint()
         last_save = time.monotonic()
         if rank == 0 and on_epoch is not None:
-            on_epoch(model, state)
-    return state
+            on_epoch(evaluated, state)
+    return state, model if ema is None else ema.module

@@ -1,0 +1,236 @@
+"""Completion of any known pixels: exact for prefixes (in any orientation), SIR otherwise; the orientations."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import pixelcnn
+from pixelcnn import GatedPixelCNN, GatedPixelCNNConfig, PixelCNN, PixelCNNConfig, complete, complete_stream, sample
+
+
+def gated(**kw) -> GatedPixelCNN:
+    torch.manual_seed(0)
+    config = dict(hidden_channels=8, first_kernel_size=5, kernel_size=3, n_layers=3, n_labels=0)
+    return GatedPixelCNN(GatedPixelCNNConfig(**{**config, **kw})).eval()
+
+
+def a_digit(seed=0) -> torch.Tensor:
+    """A (1, 1, 28, 28) binary image with a blob of ink."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(1, 1, 28, 28)
+    x[..., 6:22, 9:19] = (torch.rand(16, 10, generator=g) < 0.7).float()
+    return x
+
+
+class Fixed(nn.Module):
+    """A model read in one orientation, with no cache: the plain reference for that order."""
+
+    def __init__(self, model, orientation):
+        super().__init__()
+        self.model, self.orientation = model, orientation
+
+    def forward(self, x, label=None):
+        return self.model(x, label, self.orientation)
+
+
+def test_orientations_put_each_side_first():
+    x = torch.arange(9.).reshape(1, 1, 3, 3)
+    firsts = {o: pixelcnn.orient(x, o)[0, 0, 0].tolist() for o in range(4)}
+    assert firsts == {0: [0, 1, 2], 1: [6, 7, 8], 2: [0, 3, 6], 3: [2, 5, 8]}  # top, bottom, left, right
+    per_image = torch.tensor([0, 1, 2, 3])
+    xs = torch.arange(4 * 9.).reshape(4, 1, 3, 3)
+    for o in range(4):
+        assert torch.equal(pixelcnn.unorient(pixelcnn.orient(x, o), o), x)
+    assert torch.equal(pixelcnn.unorient(pixelcnn.orient(xs, per_image), per_image), xs)
+    assert torch.equal(pixelcnn.orient(xs, per_image)[3], pixelcnn.orient(xs[3:], 3)[0])
+
+
+@pytest.mark.parametrize("model", [gated(), gated(n_labels=10)], ids=["unlabelled", "labelled"])
+def test_a_prefix_mask_is_plain_sampling(model):
+    x = a_digit()
+    known = torch.zeros(28, 28, dtype=torch.bool)
+    known.view(-1)[:300] = True  # the first 300 pixels: 10 rows and 20 pixels
+    label = 3 if pixelcnn.sampling.n_labels(model) else None
+    ours = complete(model, 5, x, known, seed=4, label=label)
+    assert torch.equal(ours, sample(model, 5, seed=4, prefix=x, pixels=300, label=label))
+    assert torch.equal(ours.view(5, -1)[:, :300], x.view(1, -1)[:, :300].expand(5, -1))
+    step = list(complete_stream(model, 5, x, known, seed=4, label=label))[-1]
+    assert step.ess is None  # nothing was resampled
+
+
+def test_completing_from_the_bottom_is_sampling_the_flipped_image_from_its_top():
+    model = gated(n_orientations=4)
+    with torch.no_grad():  # orientation embeddings that matter, so that a wrong orientation shows
+        for layer in model.layers:
+            layer.orientation.weight.normal_()
+    x = a_digit(1)
+    for o, known in [(1, torch.arange(28)[:, None].expand(28, 28) >= 14),  # the bottom 14 rows
+                     (2, torch.arange(28)[None, :].expand(28, 28) < 14),  # the left 14 columns
+                     (3, torch.arange(28)[None, :].expand(28, 28) >= 14)]:  # the right 14 columns
+        assert pixelcnn.best_orientation(model, known) == o
+        ours = complete(model, 3, x, known, seed=2)
+        reference = pixelcnn.unorient(pixelcnn.sample_plain(Fixed(model, o), 3, seed=2,
+                                                            prefix=pixelcnn.orient(x, o), rows=14), o)
+        assert torch.equal(ours, reference), o
+        assert torch.equal(ours[:, 0][:, known], x[0, 0][known].expand(3, -1))
+        # a model that knows only raster order completes the bottom by SIR instead
+    assert pixelcnn.best_orientation(gated(), torch.arange(28)[:, None].expand(28, 28) >= 14) == 0
+
+
+def tiny_data(n: int, seed: int) -> torch.Tensor:
+    """3x3 images whose pixels mostly agree: one bit b, each pixel b with probability 0.9."""
+    g = torch.Generator().manual_seed(seed)
+    b = (torch.rand(n, 1, 1, 1, generator=g) < 0.5).float()
+    flip = (torch.rand(n, 1, 3, 3, generator=g) < 0.1).float()
+    return (b + flip) % 2
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> GatedPixelCNN:
+    model = gated(hidden_channels=16, n_layers=2, first_kernel_size=3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    data = tiny_data(4096, seed=0)
+    for step in range(150):
+        batch = data[torch.randint(len(data), (256,), generator=torch.Generator().manual_seed(step))]
+        loss = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def all_states() -> torch.Tensor:
+    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=9))).reshape(512, 1, 3, 3)
+
+
+def test_sir_converges_to_the_exact_conditional(tiny_model):
+    """A hole with known pixels after it: SIR's completions against p(hole | known) by enumeration."""
+    states = all_states()
+    log_p = -pixelcnn.surprise(tiny_model, states).nats.double()  # (512,)
+    assert abs(torch.logsumexp(log_p, 0).item()) < 1e-4  # a density over the 512 states
+    image = torch.ones(1, 1, 3, 3)
+    known = torch.ones(3, 3, dtype=torch.bool)
+    known[0, :2] = False  # the hole: the first two pixels, every known pixel after it
+    hole = [(0, 0), (0, 1)]
+    keep = (states[:, 0][:, known] == 1).all(1)
+    exact = torch.zeros(4, dtype=torch.float64)
+    for s in keep.nonzero().flatten().tolist():
+        a, b = (int(states[s, 0, i, j]) for i, j in hole)
+        exact[2 * a + b] += log_p[s].exp()
+    exact /= exact.sum()
+
+    def histogram(images):
+        codes = (2 * images[:, 0, 0, 0] + images[:, 0, 0, 1]).long()
+        return torch.bincount(codes, minlength=4).double() / len(images)
+
+    n = 4000
+    step = list(complete_stream(tiny_model, n, image, known, seed=0, candidates=20000, image_size=(3, 3)))[-1]
+    assert torch.equal(step.images[:, 0][:, known], torch.ones(n, 7))
+    tv = 0.5 * (histogram(step.images) - exact).abs().sum().item()
+    # The proposal alone (raster order, the later known pixels ignored, as pytorch-generative does):
+    proposal = sample(tiny_model, n, seed=0, image_size=(3, 3))
+    tv_proposal = 0.5 * (histogram(proposal) - exact).abs().sum().item()
+    assert tv < 0.03, (tv, exact.tolist())
+    assert tv_proposal > 0.2, (tv_proposal, exact.tolist())  # the test can tell them apart
+    assert 1 <= step.ess.item() <= 20000
+
+
+def test_orders_average_is_a_density():
+    model = gated(n_orientations=4, n_labels=3, hidden_channels=8, n_layers=2, first_kernel_size=3)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.orientation.weight.normal_()
+            layer.label.weight.normal_()
+    nats = pixelcnn.orders_nats(model, all_states())
+    assert abs(torch.logsumexp(-nats.double(), 0).item()) < 1e-4
+    per_order = torch.stack([pixelcnn.marginal_nats(model, all_states(), orientation=o) for o in range(4)])
+    assert not torch.allclose(per_order[0], per_order[1])  # the orders are distinct densities
+
+
+def test_an_all_unknown_mask_is_plain_generation():
+    model = gated()
+    nothing = torch.zeros(28, 28, dtype=torch.bool)
+    assert torch.equal(complete(model, 3, a_digit(), nothing, seed=7), sample(model, 3, seed=7))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(known=torch.ones(28, 28, dtype=torch.bool)), "nothing to complete"),
+    (dict(known=torch.ones(28, 28)), "bool mask"),
+    (dict(known=torch.ones(27, 28, dtype=torch.bool)), r"\(28, 28\) or \(4, 1, 28, 28\)"),
+    (dict(image=torch.full((1, 1, 28, 28), 0.5)), "values must be 0 or 1"),
+    (dict(image=torch.zeros(2, 1, 28, 28)), "image must have shape"),
+    (dict(candidates=3), "candidates must be at least n"),
+    (dict(temperature=-1), "temperature"),
+])
+def test_bad_input_is_a_clear_error(kwargs, message):
+    known = torch.ones(28, 28, dtype=torch.bool)
+    known[10:20, 10:20] = False
+    args = {"image": a_digit(), "known": known, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        complete(gated(), 4, **args)
+    with pytest.raises(ValueError, match=message):
+        complete_stream(gated(), 4, **args)  # at the call, not at the first frame
+
+
+def test_distinct_images_each_get_their_own_candidates():
+    model = gated(n_labels=10)
+    images = torch.cat([a_digit(0), a_digit(1)])
+    known = torch.ones(2, 1, 28, 28, dtype=torch.bool)
+    known[:, :, 8:20, 8:20] = False
+    step = list(complete_stream(model, 2, images, known, seed=0, candidates=32))[-1]
+    assert step.ess.shape == (2,)
+    for i in range(2):
+        assert torch.equal(step.images[i, 0][known[i, 0]], images[i, 0][known[i, 0]])
+    assert step.labels.shape == (2,)
+
+
+def test_the_stream_sweeps_in_from_the_kept_side_and_ends_on_complete():
+    model = gated(n_orientations=4)
+    x = a_digit()
+    known = torch.arange(28)[:, None].expand(28, 28) >= 14  # the bottom half: drawn bottom up
+    frames = list(complete_stream(model, 2, x, known, seed=0))
+    assert frames[-1].orientation == 1 and frames[-1].position == 784
+    assert torch.equal(frames[-1].images, complete(model, 2, x, known, seed=0))
+    middle = frames[len(frames) // 2 + 3]  # a few rows above the kept half are drawn, the top not yet
+    assert torch.isnan(middle.probs[:, 0, 0]).all() and not torch.isnan(middle.probs[:, 0, 12]).any()
+
+
+def test_the_recipe_model_completes_a_hole_by_sir():
+    torch.manual_seed(0)
+    model = PixelCNN(PixelCNNConfig(hidden_channels=8, kernel_size=5, n_layers=2)).eval()
+    x = a_digit()
+    known = torch.ones(28, 28, dtype=torch.bool)
+    known[7:21, 7:21] = False
+    step = list(complete_stream(model, 4, x, known, seed=1, candidates=16))[-1]
+    assert torch.equal(step.images[:, 0][:, known], x[0, 0][known].expand(4, -1))
+    assert 1 <= step.ess.item() <= 16 and step.labels is None
+    with pytest.raises(ValueError, match="no labels"):
+        complete(model, 4, x, known, label=pixelcnn.DROPPED)
+
+
+@pytest.mark.parametrize("model", [gated(n_labels=10), PixelCNN(PixelCNNConfig(hidden_channels=8, n_layers=2))],
+                         ids=["gated", "recipe"])
+def test_two_shards_draw_the_same_images_as_one(model):
+    model.eval()
+    label = 4 if pixelcnn.sampling.n_labels(model) else None
+    one = sample(model, 40, seed=3, label=label, shards=1)
+    assert torch.equal(sample(model, 40, seed=3, label=label, shards=2), one)
+    assert torch.equal(sample(model, 40, seed=3, label=label), one)  # the default splits 40 images in two
+
+
+def test_concurrent_samplers_leave_blas_at_one_thread_and_draw_what_they_draw_alone():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info
+
+    model = gated(n_labels=10)
+    alone = [sample(model, 8, seed=s) for s in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda s: sample(model, 8, seed=s), range(4)))
+    assert all(torch.equal(a, b) for a, b in zip(alone, together))
+    blas = [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+    assert blas and all(t == 1 for t in blas), blas
