@@ -14,8 +14,8 @@ DESCRIPTIONS = {
 }
 
 
-def train_command(name: str, cfg: dict, tc: dict) -> str:
-    """The train.py command line that trains this model from scratch."""
+def train_command(name: str, cfg: dict, tc: dict, epochs: int | None = None) -> str:
+    """The train.py command line of these settings, with `--epochs epochs` if given (see reproduction)."""
     from .weights import MODEL_TYPES
 
     args = [f"--name {name}"]
@@ -26,10 +26,44 @@ def train_command(name: str, cfg: dict, tc: dict) -> str:
     for k, v in cfg.items():
         if k != "model_type" and v != default_cfg.get(k):
             args.append(f"--{k.replace('_', '-')} {v}")
+    tc = dict(tc, epochs=tc["epochs"] if epochs is None else epochs)
     for k, default in (("epochs", 10), ("batch_size", 64), ("lr", 1e-3), ("seed", 0), ("lr_schedule", "constant")):
         if tc.get(k, default) != default:
             args.append(f"--{k.replace('_', '-')} {tc[k]}")
     return "python train.py " + " ".join(args)
+
+
+def reproduction(name: str, metrics: dict) -> str:
+    """What train.py commands take the steps that trained this model, from the runs in metrics.
+
+    A cosine schedule runs over the `--epochs` of the run: a resumed run that changed them
+    stretched it from there, which one fresh run of the final length does not do.
+    """
+    cfg, tc, runs = metrics["model_config"], metrics["train_config"], metrics["runs"]
+    command = train_command(name, cfg, tc)
+    if tc.get("lr_schedule", "constant") != "cosine":
+        return (f"`{command}` trains this model from scratch, and takes the same steps when stopped and continued "
+                f"with `--resume`, even with another `--epochs` (the learning rate is constant).")
+    if len(runs) > 1 and not all("epochs" in r for r in runs):  # runs from before they recorded it
+        return (f"`{command}` trains this model from scratch if no run changed `--epochs` on resume "
+                f"(these runs did not record it).")
+    plans = [runs[0].get("epochs", tc["epochs"])]  # each run's --epochs, where it changed
+    clean = True  # every change came once the run before had finished
+    for run in runs[1:]:
+        if run["epochs"] != plans[-1]:
+            clean = clean and run["from_epoch"] == plans[-1] and run.get("from_step", 0) == 0
+            plans.append(run["epochs"])
+    if len(plans) == 1:
+        return (f"`{command}` trains this model from scratch, and takes the same steps when stopped and continued "
+                f"with `--resume`.")
+    fresh = (f"A fresh `{command}` does not: its cosine schedule runs once over all {tc['epochs']} epochs, "
+             f"so it trains a model like this one, not this one.")
+    if not clean:
+        return (f"`--epochs` changed before a run had finished, so no sequence of train.py commands takes exactly "
+                f"these steps. {fresh}")
+    then = "".join(f", then with `--epochs {e} --resume`" for e in plans[1:])
+    return (f"`{train_command(name, cfg, tc, plans[0])}`{then} (each once the one before has finished) takes the "
+            f"steps that trained this model. {fresh}")
 
 
 def _how_trained(metrics: dict) -> str:
@@ -107,9 +141,10 @@ batches as it trained on them{train_labels}.
 
 ## Training
 
-`{train_command(name, cfg, tc)}`: Adam (lr {tc['lr']}, {tc.get('lr_schedule', 'constant')} schedule), batch {tc['batch_size']}, {tc['epochs']} epochs,
+Adam (lr {tc['lr']}, {tc.get('lr_schedule', 'constant')} schedule), batch {tc['batch_size']}, {tc['epochs']} epochs,
 binary cross-entropy, seed {tc['seed']}, on the {metrics['data']['train_images']:,} MNIST training digits.
 Trained {_how_trained(metrics)}; {metrics['wall_time_s'] / 3600:.2f} hours of training and evaluation in all.
+{reproduction(name, metrics)}
 Every figure here was written by `train.py` from what it measured (`metrics.json`).
 
 ## Use

@@ -1,12 +1,17 @@
-"""Image grids and the model card, from made-up inputs."""
+"""Image grids and the model card, from made-up inputs; the shipped cards are the card code's."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from pixelcnn.card import model_card
+from pixelcnn.card import model_card, train_command
 from pixelcnn.plotting import grid, save_grid, to_uint8
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 
 
 def test_grid_layout_and_padding():
@@ -88,8 +93,66 @@ def test_card_says_when_a_resumed_run_changed_the_number_of_epochs():
     assert "changed on resume" not in model_card("tiny", m)
 
 
-@pytest.mark.parametrize("model_type", ["pixelcnn", "something_new"])
-def test_card_for_any_model_type(model_type):
+@pytest.mark.parametrize("model_type, described", [
+    ("pixelcnn", "the PixelCNN of van den Oord et al. 2016 (arXiv:1606.05328) as in the recipe"),
+    ("gated_pixelcnn", "the gated PixelCNN of van den Oord et al. 2016 (arXiv:1606.05328): vertical and horizontal"),
+    ("something_new", "something_new. Configuration"),  # unknown: named
+])
+def test_card_for_any_model_type(model_type, described):
+    """The card describes the model it is for; its command names the type unless it is the default."""
     m = _metrics(1, epochs=1)
     m["model_config"]["model_type"] = model_type
-    assert model_type in model_card("x", m) or "PixelCNN" in model_card("x", m)
+    card = model_card("x", m)
+    assert f"> 0.5):\n{described}" in card
+    assert card.count("of van den Oord et al. 2016") == (model_type != "something_new")
+    assert (f"--model {model_type} " in card) == (model_type != "pixelcnn")
+
+
+def _runs(*plans) -> list[dict]:
+    """Runs as metrics.json records them, from (from_epoch, from_step, epochs) each."""
+    return [{"device": "cpu", "processes": 1, "from_epoch": e, "from_step": s, "epochs": n} for e, s, n in plans]
+
+
+def _cosine(runs) -> dict:
+    m = _metrics(runs[-1]["epochs"], epochs=runs[-1]["epochs"], runs=runs)
+    m["train_config"]["lr_schedule"] = "cosine"
+    return m
+
+
+def test_card_says_what_its_command_reproduces_when_resumes_stretched_the_cosine():
+    """The shipped gated model's runs: 6 epochs (killed once and resumed), then resumed to 8, 10 and 12."""
+    m = _cosine(_runs((0, 0, 6), (2, 123, 6), (6, 0, 8), (8, 0, 10), (9, 689, 10), (10, 0, 12)))
+    cfg, tc = m["model_config"], m["train_config"]
+    card = model_card("tiny", m)
+    assert "from scratch" not in card
+    assert (f"`{train_command('tiny', cfg, tc, 6)}`, then with `--epochs 8 --resume`, then with `--epochs 10 "
+            f"--resume`, then with `--epochs 12 --resume` (each once the one before has finished) takes the steps "
+            f"that trained this model. A fresh `{train_command('tiny', cfg, tc)}` does not: its cosine schedule runs "
+            f"once over all 12 epochs") in card
+    assert "--epochs 6 --lr-schedule cosine" in train_command("tiny", cfg, tc, 6)
+
+
+@pytest.mark.parametrize("runs, says", [
+    (_runs((0, 0, 6), (3, 10, 8)), "`--epochs` changed before a run had finished, so no sequence"),  # mid-run
+    (_runs((0, 0, 8)), "--lr-schedule cosine` trains this model from scratch, and takes the same steps when"),
+    (_runs((0, 0, 8), (5, 17, 8)), "--lr-schedule cosine` trains this model from scratch, and takes the same steps"),
+    ([{"device": "cpu", "processes": 1, "from_epoch": 0}, *_runs((4, 0, 8))], "from scratch if no run changed"),
+])
+def test_card_says_what_its_command_reproduces(runs, says):
+    assert says in model_card("tiny", _cosine(runs))
+
+
+def test_with_a_constant_learning_rate_changing_the_epochs_changes_no_step():
+    m = _metrics(8, epochs=8, runs=_runs((0, 0, 6), (6, 0, 8)))
+    assert ("`python train.py --name tiny --hidden-channels 4 --n-layers 1 --epochs 8` trains this model from "
+            "scratch, and takes the same steps when stopped and continued with `--resume`, even with another "
+            "`--epochs`") in model_card("tiny", m)
+
+
+@pytest.mark.parametrize("name", ["pixelcnn", "gated-pixelcnn"])
+def test_the_shipped_cards_are_what_the_card_code_writes_from_their_metrics(name):
+    """Regenerate with train.write_metrics(Path("weights/NAME"), json.load(...metrics.json)), not by hand."""
+    folder = WEIGHTS / name
+    if not (folder / "metrics.json").is_file():
+        pytest.skip(f"{folder} is not there")
+    assert (folder / "README.md").read_text() == model_card(name, json.loads((folder / "metrics.json").read_text()))
