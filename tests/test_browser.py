@@ -1,15 +1,21 @@
 """app.py in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
 Draws a 7 on the sketchpad with the mouse, completes it, checks that completions appear,
-and saves the page as docs/screenshot.png for the README; stops a running generation;
-picks a pixel in Inspect by clicking it and sees its receptive field (docs/inspect.png);
-switches the model picker to a labelled model and draws a chosen digit. The screenshots
-show the shipped models (weights/pixelcnn; weights/gated-pixelcnn in docs/gated.png) when
-they are there.
+and takes a screenshot (screenshot.png); stops a running generation; picks a pixel in Inspect
+by clicking it and sees its receptive field (inspect.png); switches the model picker to a
+labelled model and draws a chosen digit. The screenshots show the shipped models
+(weights/pixelcnn; weights/gated-pixelcnn in gated.png) when they are there.
+
+They go to a temporary folder, so that a test run leaves the tree as it was. The README's
+pictures, docs/*.png, are refreshed only when asked:
+
+    PIXELCNN_UPDATE_DOCS=1 bash tests/run.sh tests/test_browser.py
 """
 
 import os
+import re
 import socket
+import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -27,12 +33,23 @@ import app  # noqa: E402
 import pixelcnn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOT = ROOT / "docs" / "screenshot.png"
-INSPECT_SHOT = ROOT / "docs" / "inspect.png"
-GATED_SHOT = ROOT / "docs" / "gated.png"
+DOCS = ROOT / "docs"
+UPDATE_DOCS = os.environ.get("PIXELCNN_UPDATE_DOCS") == "1"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """Where the screenshots go: docs/ with PIXELCNN_UPDATE_DOCS=1, else a temporary folder."""
+    return DOCS if UPDATE_DOCS else tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def docs_before() -> dict:
+    """docs/*.png as they were before the tests: (size, modification time) each."""
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in DOCS.glob("*.png")}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +116,7 @@ def settle(page):
     page.wait_for_function("() => !/processing \\||queue: \\d/.test(document.body.innerText)", timeout=60_000)
 
 
-def test_draw_complete_and_screenshot(page):
+def test_draw_complete_and_screenshot(page, shots):
     page.get_by_role("tab", name="Complete").click()
     tab = page.locator("div[role=tabpanel]:visible")
     canvas = tab.locator(".sketch canvas").first
@@ -115,22 +132,32 @@ def test_draw_complete_and_screenshot(page):
     completions = tab.locator(".pixels").nth(1)
     assert shown(view) and shown(completions)
     assert "completions of the top 14 rows" in tab.inner_text()
-    SCREENSHOT.parent.mkdir(exist_ok=True)
     settle(page)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
-    assert SCREENSHOT.stat().st_size > 10_000
+    page.screenshot(path=str(shots / "screenshot.png"), full_page=True)
+    assert (shots / "screenshot.png").stat().st_size > 10_000
+
+
+def drawing_row(tab) -> int | None:
+    """The row the status line says is being drawn, or None."""
+    m = re.search(r"Drawing row (\d+) of", tab.inner_text())
+    return int(m[1]) if m else None
 
 
 def test_stop_cancels_a_running_generation(page, monkeypatch):
-    monkeypatch.setattr(app, "FPS", 4)  # 29 frames: about 7 s
+    monkeypatch.setattr(app, "FPS", 4)  # 29 frames, 0.25 s apart: 7 s from the first frame to the last
     page.get_by_role("tab", name="Generate").click()
     tab = page.locator("div[role=tabpanel]:visible")
+    started = time.monotonic()
     tab.get_by_role("button", name="Generate", exact=True).click()
     page.get_by_text("Drawing row", exact=False).first.wait_for()
     tab.get_by_role("button", name="Stop", exact=True).click()
-    page.wait_for_timeout(2500)
+    page.wait_for_timeout(1000)  # the frames already on their way arrive
+    stopped_at = drawing_row(tab)
+    # Wait until a run that Stop did not stop would have drawn its last frame, and 3 s more.
+    page.wait_for_timeout(max(0.0, started + 28 / app.FPS + 3 - time.monotonic()) * 1000)
     assert shown(tab.locator(".pixels").nth(0))
     assert "Drew" not in tab.inner_text()
+    assert stopped_at is not None and stopped_at < 28 and drawing_row(tab) == stopped_at  # no frame since
 
 
 def click_pixel(picture, row: int, col: int):
@@ -146,7 +173,7 @@ def click_pixel(picture, row: int, col: int):
                          top + (app.PAD + (row + 0.5) * app.ZOOM) * scale)
 
 
-def test_clicking_a_pixel_shows_its_receptive_field(page):
+def test_clicking_a_pixel_shows_its_receptive_field(page, shots):
     page.get_by_role("tab", name="Inspect").click()
     tab = page.locator("div[role=tabpanel]:visible")
     tab.get_by_text(f"row {app.PIXEL[0] + 1}, column {app.PIXEL[1] + 1}").wait_for()  # the first pixel's, on load
@@ -162,9 +189,8 @@ def test_clicking_a_pixel_shows_its_receptive_field(page):
     click_pixel(field, 27, 14)  # the field's own picture picks a pixel too
     tab.get_by_text("row 28, column 15", exact=False).first.wait_for()
     page.wait_for_timeout(500)
-    INSPECT_SHOT.parent.mkdir(exist_ok=True)
     settle(page)
-    page.screenshot(path=str(INSPECT_SHOT), full_page=True)
+    page.screenshot(path=str(shots / "inspect.png"), full_page=True)
 
 
 def visible(locator) -> bool:
@@ -195,7 +221,7 @@ def test_a_labelled_model_draws_the_chosen_digit(page):
     assert not visible(tab.get_by_label("Digit", exact=True))
 
 
-def test_the_shipped_gated_model_reads_the_digit_and_sees_without_a_blind_spot(page):
+def test_the_shipped_gated_model_reads_the_digit_and_sees_without_a_blind_spot(page, shots):
     if "gated-pixelcnn" not in pixelcnn.list_models():
         pytest.skip("weights/gated-pixelcnn is not there")
     page.get_by_role("tab", name="Inspect").click()
@@ -211,4 +237,11 @@ def test_the_shipped_gated_model_reads_the_digit_and_sees_without_a_blind_spot(p
     assert "No earlier pixel is blind" in tab.inner_text()
     page.wait_for_timeout(500)
     settle(page)
-    page.screenshot(path=str(GATED_SHOT), full_page=True)
+    page.screenshot(path=str(shots / "gated.png"), full_page=True)
+
+
+def test_the_readmes_pictures_are_left_alone(docs_before):
+    """Last in this file: the tests above wrote no docs/*.png, unless PIXELCNN_UPDATE_DOCS=1 asked them to."""
+    if UPDATE_DOCS:
+        pytest.skip("PIXELCNN_UPDATE_DOCS=1: the tests refreshed docs/")
+    assert {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in DOCS.glob("*.png")} == docs_before
