@@ -4,6 +4,8 @@ import re
 import sys
 from pathlib import Path
 
+from .errors import ModelLoadError
+
 MODEL_FILES = ["config.json", "model.safetensors"]
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -25,8 +27,6 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     from huggingface_hub.errors import (
         HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
     from huggingface_hub.utils import httpx  # the client's HTTP library (httpx2)
-
-    from .weights import ModelLoadError
 
     def cached() -> Path | None:
         try:

@@ -10,7 +10,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .errors import ModelLoadError
 from .gated import GatedPixelCNN, GatedPixelCNNConfig
+from .hub import download, is_repo_id
 from .model import PixelCNN, PixelCNNConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -21,10 +23,6 @@ MODEL_TYPES = {
     "pixelcnn": (PixelCNNConfig, PixelCNN),
     "gated_pixelcnn": (GatedPixelCNNConfig, GatedPixelCNN),
 }
-
-
-class ModelLoadError(ValueError):
-    """A model could not be loaded; the message names the file and the problem."""
 
 
 _UMASK = os.umask(0)  # read the process's umask (the only way is to set it) ...
@@ -142,8 +140,6 @@ def load_model(name: str | Path | None = None, device: str | torch.device = "cpu
     if path.exists() or str(name).startswith(("/", "./", "../", f"{WEIGHTS_DIR.name}/")):
         raise ModelLoadError(f"{name}: missing: no model folder there (config.json and model.safetensors); "
                              f"the models in {WEIGHTS_DIR}: {', '.join(list_models()) or 'none'}")
-    from .hub import download, is_repo_id
-
     if is_repo_id(str(name)):
         return load_folder(download(str(name), revision=revision), device)
     raise ModelLoadError(f"{name}: no such folder, nor a folder in {WEIGHTS_DIR}, nor a Hub repo id (user/repo)")

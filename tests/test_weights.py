@@ -325,3 +325,18 @@ def test_the_readme_compares_the_gated_model_with_our_own_recipe_model_too():
     assert f"our own recipe model's {ours:.4f} ({ours:.5f}" in paragraph
     if gated["test_loss_marginal"] >= ours:
         assert "beats" not in paragraph and f"above our own recipe model's {ours:.4f}" in paragraph
+
+
+def test_model_load_error_has_a_home_of_its_own():
+    """weights.py and hub.py both raise it, and neither imports the other for it: no import circle."""
+    import ast
+
+    import pixelcnn.errors
+    import pixelcnn.hub
+    import pixelcnn.weights
+
+    assert pixelcnn.ModelLoadError is pixelcnn.errors.ModelLoadError is pixelcnn.weights.ModelLoadError
+    assert pixelcnn.hub.ModelLoadError is pixelcnn.errors.ModelLoadError
+    hub = ast.parse(Path(pixelcnn.hub.__file__).read_text())
+    imported = {node.module for node in ast.walk(hub) if isinstance(node, ast.ImportFrom)}
+    assert "weights" not in imported and "errors" in imported
