@@ -1,5 +1,6 @@
-"""PixelCNN on binarized MNIST: masked convolutions, models, sampling, data, weights and Hub I/O."""
+"""PixelCNN on binarized MNIST: masked convolutions, models, sampling, data, weights and Hub I/O, drawings."""
 
+from .drawing import DrawingError, from_drawing
 from .layers import MaskedConv2d, causal_mask
 from .gated import GatedPixelCNN, GatedPixelCNNConfig
 from .model import PixelCNN, PixelCNNConfig
@@ -12,4 +13,4 @@ __all__ = ["MaskedConv2d", "causal_mask", "PixelCNN", "PixelCNNConfig", "GatedPi
            "receptive_field", "blind_spot", "sample",
            "sample_plain", "sample_stream", "SampleStep", "probabilities", "surprise", "Surprise",
            "label_nats", "marginal_nats",
-           "ModelLoadError", "list_models", "load_model", "save_model"]
+           "ModelLoadError", "list_models", "load_model", "save_model", "from_drawing", "DrawingError"]
