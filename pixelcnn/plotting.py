@@ -1,11 +1,23 @@
-"""Drawing helpers: image grids and heatmaps with Pillow, the loss curve with matplotlib."""
+"""Pictures with Pillow: sample grids, the app's coloured pictures, animated GIFs; the loss curve with matplotlib."""
 
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+# matplotlib's viridis at 9 points, interpolated to 256 colours: 0 is dark purple, 1 yellow
+VIRIDIS = np.array([[68, 1, 84], [71, 45, 123], [59, 82, 139], [44, 114, 142], [33, 145, 140],
+                    [40, 174, 128], [94, 201, 98], [173, 220, 48], [253, 231, 37]], float)
+COLORMAP = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(VIRIDIS)), VIRIDIS[:, c])
+                     for c in range(3)], axis=1).round().astype(np.uint8)  # (256, 3)
+NOT_YET = (40, 44, 60)  # pixels not drawn yet
+CURSOR = (255, 64, 64)  # the next pixel to be drawn
+CUT = (255, 150, 0)  # the line under the kept rows
+BORDER = 200  # the grey around and between the pictures of a tile()
+PAD = 4  # pixels of BORDER around and between them
 
 
 def to_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -65,3 +77,100 @@ def save_loss_curve(history: list[dict], path: str | Path, title: str = "",
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# --- the app's pictures: (N, H, W, 3) uint8 digits, coloured, upscaled and tiled -------------
+
+def colorize(values: np.ndarray, vmax: float = 1.0) -> np.ndarray:
+    """Values in [0, vmax] -> viridis colours (..., 3) uint8; NaN (not reached yet) -> NOT_YET."""
+    idx = np.clip(np.nan_to_num(values / vmax) * 255, 0, 255).round().astype(np.intp)
+    rgb = COLORMAP[idx]
+    rgb[np.isnan(values)] = NOT_YET
+    return rgb
+
+
+def binary_rgb(images: np.ndarray) -> np.ndarray:
+    """(N, H, W) in {0, 1} -> (N, H, W, 3) uint8: white ink on black, as MNIST."""
+    return np.repeat((images * 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def mark_progress(tiles: np.ndarray, position: int) -> np.ndarray:
+    """Grey out the pixels from `position` on (raster order) and paint the next one red, in place."""
+    flat = tiles.reshape(len(tiles), -1, 3)  # a view
+    flat[:, position:] = NOT_YET
+    if position < flat.shape[1]:
+        flat[:, position] = CURSOR
+    return tiles
+
+
+def tile(tiles: np.ndarray, cut: int = 0, scale: int = 0, pad: int = PAD) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> one RGB picture: upscaled (nearest), a line under the first `cut` rows, in a grid.
+
+    Args:
+        scale: pixels a pixel; 0 fits the grid in about 448 pixels, at least 4 a pixel.
+    """
+    n, h, w, _ = tiles.shape
+    ncol = math.ceil(math.sqrt(n))
+    s = scale or max(4, 448 // (ncol * w))
+    big = tiles.repeat(s, axis=1).repeat(s, axis=2)  # (N, H*s, W*s, 3)
+    if cut:
+        big[:, max(cut * s - 1, 0):cut * s + 1] = CUT  # 2 pixels high
+    th, tw = h * s + pad, w * s + pad
+    out = np.full((math.ceil(n / ncol) * th + pad, ncol * tw + pad, 3), BORDER, np.uint8)
+    for k in range(n):
+        r, c = divmod(k, ncol)
+        out[pad + r * th:(r + 1) * th, pad + c * tw:(c + 1) * tw] = big[k]
+    return out
+
+
+def kept_view(digit: np.ndarray, rows: int, scale: int = 10) -> np.ndarray:
+    """A (H, W) digit as a completion sees it: the rows it will redraw dimmed, the cut line in orange."""
+    rgb = binary_rgb(digit[None])
+    rgb[:, rows:] //= 3
+    return tile(rgb, cut=rows, scale=scale)
+
+
+def beside(*pictures: np.ndarray, gap: int = 2 * PAD) -> np.ndarray:
+    """RGB pictures side by side, their tops aligned, on BORDER grey."""
+    height = max(p.shape[0] for p in pictures)
+    out = np.full((height, sum(p.shape[1] for p in pictures) + gap * (len(pictures) - 1), 3), BORDER, np.uint8)
+    left = 0
+    for p in pictures:
+        out[:p.shape[0], left:left + p.shape[1]] = p
+        left += p.shape[1] + gap
+    return out
+
+
+# Every colour the app's pictures use, and viridis at 48 levels (within 7 of COLORMAP's 256 on each
+# channel): with a fixed palette, each frame's colours map to it at once, no palette is searched for.
+_GIF_PALETTE = np.concatenate([[[0, 0, 0], [255, 255, 255], [85, 85, 85], [BORDER] * 3, NOT_YET, CURSOR, CUT],
+                               COLORMAP[np.linspace(0, 255, 48).round().astype(int)]]).astype(np.uint8)
+_UNCHANGED = len(_GIF_PALETTE)  # the transparent index: the pixel shows the previous frame's
+
+
+def gif(frames: list[np.ndarray], fps: float = 20, hold: float = 2.0) -> bytes:
+    """An animated GIF of RGB frames of one size, one GIF frame each, the last held `hold` seconds.
+
+    Args:
+        frames: (H, W, 3) uint8 pictures, such as tile()'s.
+        fps: frames a second, at most 50 (GIF viewers play no faster); 0: 20.
+        hold: how long the last frame shows before the loop starts again, in seconds.
+    Returns:
+        The GIF file's bytes; it loops.
+    """
+    palette = Image.new("P", (1, 1))
+    palette.putpalette([*_GIF_PALETTE.flatten(), 255, 0, 255])  # the last entry: transparent
+    indices = [np.asarray(Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE)) for f in frames]
+    # Each frame only draws the pixels that changed: a small file, written fast, with optimize off.
+    deltas = indices[:1] + [np.where(now == before, np.uint8(_UNCHANGED), now)
+                            for before, now in zip(indices, indices[1:])]
+    images = []
+    for d in deltas:
+        image = Image.fromarray(d, "P")
+        image.putpalette(palette.getpalette())
+        images.append(image)
+    step = max(20, round(1000 / fps)) if fps > 0 else 50  # ms; GIF counts in hundredths of a second
+    out = io.BytesIO()
+    images[0].save(out, format="GIF", save_all=True, append_images=images[1:], loop=0, optimize=False,
+                   duration=[step] * (len(images) - 1) + [round(1000 * hold)], transparency=_UNCHANGED, disposal=1)
+    return out.getvalue()

@@ -49,3 +49,19 @@ def blind_spot(model, row: int, col: int, label=None, size: int = 28) -> torch.T
     index = torch.arange(size * size).reshape(size, size)
     earlier = index < row * size + col
     return earlier & ~receptive_field(model, row, col, label=label, size=size)
+
+
+def field_parts(model, row: int, col: int, label=None, size: int = 28) -> dict[str, torch.Tensor]:
+    """Each pixel's part in the receptive field of the logit at (row, col): (size, size) bool each.
+
+    "seen": the earlier pixels the logit depends on. "blind spot": earlier pixels it does not
+    see although it sees a pixel farther up in the same column, a hole in the field rather
+    than its edge. "beyond reach": the other earlier pixels it does not see, too far for the
+    network's depth (blind_spot counts both). "later": the pixel itself and those after it.
+    """
+    seen = receptive_field(model, row, col, label=label, size=size)
+    earlier = torch.arange(size * size).reshape(size, size) < row * size + col
+    above = torch.zeros_like(seen)  # a seen pixel somewhere above, in the same column
+    above[1:] = seen.cummax(dim=0).values[:-1]
+    return {"seen": seen & earlier, "blind spot": earlier & ~seen & above,
+            "beyond reach": earlier & ~seen & ~above, "later": ~earlier}
