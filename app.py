@@ -5,38 +5,42 @@ for, and which earlier pixels each pixel's probability depends on.
     python app.py                        # weights/pixelcnn/ on http://127.0.0.1:7860
     python app.py --model user/repo      # a Hub repo id (or a folder); PIXELCNN_MODEL=... also works
     python app.py --weights-dir DIR      # the picker lists DIR's models; PIXELCNN_WEIGHTS_DIR=... also works
+    python app.py --mcp                  # also an MCP server at /gradio_api/mcp/; GRADIO_MCP_SERVER=True also works
     GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=8080 python app.py
-    PIXELCNN_APP_FPS=0 python app.py     # stream as fast as the model draws (tests, benchmarks)
+    PIXELCNN_APP_FPS=0 python app.py     # the normal pace: as fast as the model draws (tests, benchmarks)
+
+The drawing-to-digit conversion is pixelcnn.from_drawing, the pictures pixelcnn.plotting's.
 """
 
 import argparse
+import contextlib
 import functools
 import json
 import math
 import os
 import random
+import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import gradio as gr
 import numpy as np
 import torch
-from PIL import Image
 
 import pixelcnn
 from pixelcnn import ModelLoadError
+from pixelcnn.drawing import SIDE
+from pixelcnn.plotting import CURSOR, PAD, VIRIDIS, beside, binary_rgb, colorize, gif, kept_view, mark_progress, tile
 from pixelcnn.weights import DEFAULT_MODEL
 
 MODEL = os.environ.get("PIXELCNN_MODEL", DEFAULT_MODEL)  # a folder in weights/, a folder, or a Hub repo id
 WEIGHTS_DIR = Path(os.environ.get("PIXELCNN_WEIGHTS_DIR", pixelcnn.weights.WEIGHTS_DIR))  # the picker's models
-FPS = float(os.environ.get("PIXELCNN_APP_FPS", "20"))  # frames a second while streaming; 0: no pacing
-SIDE = 28  # the model's images are SIDE x SIDE
-BOX = 20  # MNIST scales each digit into a BOX x BOX box, then centres it by mass
+FPS = float(os.environ.get("PIXELCNN_APP_FPS", "20"))  # the normal pace, frames a second; 0: no pacing
+SLOW_FPS = 2.0  # slow motion: a row every half second, for teaching
 MAX_DIGITS = 16
+MAX_SEED = 2**63 - 1
 ZOOM = 10  # one digit's pictures are upscaled this much
-PAD = 4  # pixels of grey around and between the digits of a picture
-MAX_SIDE = 1024  # larger uploads are shrunk first
 CANVAS = 400  # the sketchpad, in pixels
 BRUSH = 20  # brush radius: strokes about a tenth of a digit's height, as in MNIST
 SURPRISE_MAX = 4.6  # nats where the surprise colours saturate (p = 0.01)
@@ -44,15 +48,7 @@ ANY = "any"  # the digit choice of a labelled model that asks for no digit in pa
 DIGITS = [ANY, *(str(d) for d in range(10))]
 PIXEL = (20, 14)  # (row, column) whose receptive field Inspect shows first
 EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parent / "examples").glob("*.png"))
-
-# matplotlib's viridis at 9 points, interpolated to 256 colours: 0 is dark purple, 1 yellow
-VIRIDIS = np.array([[68, 1, 84], [71, 45, 123], [59, 82, 139], [44, 114, 142], [33, 145, 140],
-                    [40, 174, 128], [94, 201, 98], [173, 220, 48], [253, 231, 37]], float)
-COLORMAP = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(VIRIDIS)), VIRIDIS[:, c])
-                     for c in range(3)], axis=1).round().astype(np.uint8)  # (256, 3)
-NOT_YET = (40, 44, 60)  # pixels not drawn yet
-CURSOR = (255, 64, 64)  # the next pixel to be drawn
-CUT = (255, 150, 0)  # the line under the kept rows
+GIF_DIR = Path(tempfile.gettempdir()) / "pixelcnn-app"  # the runs' GIFs, each kept an hour
 # the receptive field: the pixel itself (CURSOR), and each earlier or later pixel
 FIELD = {"seen": (33, 145, 140), "blind spot": (255, 150, 0), "beyond reach": (60, 60, 72), "later": (175, 175, 175)}
 LEGEND = ("<div style='display:flex;gap:.5em;align-items:center;font-size:.85em'>{lo}<div style='flex:1;"
@@ -72,13 +68,12 @@ BRUSH_ON = """() => {
     new MutationObserver(pick).observe(document.body, {childList: true, subtree: true});
 }"""
 
-EMPTY = "The canvas is empty: draw a digit (or pick an example) first."
-FULL = ("The canvas is almost all ink ({:.0%} of it), but a digit is a few strokes on an empty background. "
-        "Clear it and draw one digit.")
-THIN = "Nothing is left of the drawing at 28x28 pixels: draw with thicker strokes."
 NOTHING_KEPT = ("Nothing to complete: the top {rows} rows of the digit, above the orange line, are blank. "
                 "Move the slider to keep more rows, or use Generate to draw digits from scratch.")
 NO_LABELS = "The model {name} has no labels: choose “any” digit, or a labelled model."
+NO_READING = "The model {name} has no labels: it cannot tell which digit a drawing is."
+PACES = ["slow", "normal", "fast"]
+SAMPLER = {"concurrency_id": "sampler", "concurrency_limit": 4}  # at most 4 streams drawing at once
 
 
 class InputError(ValueError):
@@ -132,200 +127,22 @@ def labelled(name: str) -> bool:
         return False
 
 
-def pick_label(digit, model: torch.nn.Module, name: str) -> int | None:
-    """The label to sample with: None for "any", else the digit, which the model must know."""
-    if digit is None or digit == "" or digit == ANY:
-        return None
-    if not n_labels(model):
-        raise InputError(NO_LABELS.format(name=name))
-    if isinstance(digit, str) and digit.strip().isdigit():
-        digit = int(digit)  # the page's choices are strings
-    return whole("digit", digit, 0, n_labels(model) - 1)
+def reference_bits_per_pixel(name: str, marginal: bool) -> float | None:
+    """The model's mean bits per pixel on MNIST's test digits, from its metrics.json if it has one.
 
-
-def reference_bits_per_pixel(name: str) -> float | None:
-    """The model's mean bits per pixel on MNIST's test digits, from its metrics.json if it has one."""
+    marginal: a labelled model's figure with p(x) the mean of p(x | label) over its labels
+    (`train.py --evaluate` measures it), not its test loss, which is with the label dropped.
+    """
     folder = local_folder(name)
-    if folder is None:
-        return None
     try:
-        return float(json.loads((folder / "metrics.json").read_text())["test_loss"]) / math.log(2)
-    except (OSError, ValueError, KeyError, TypeError):
+        metrics = json.loads((folder / "metrics.json").read_text())
+        nats = metrics["evaluation"]["test_loss_marginal"] if marginal else metrics["test_loss"]
+        return float(nats) / math.log(2)
+    except (OSError, ValueError, KeyError, TypeError):  # no folder (a Hub model), no file, no such figure
         return None
-
-
-# --- from a drawing to the model's 28x28 digit ------------------------------------------------
-
-def to_rgba(image) -> np.ndarray:
-    """Any picture -> (H, W, 4) float32 in [0, 1], at most MAX_SIDE pixels a side.
-
-    Args:
-        image: a PIL image in any mode, or an array (H, W) or (H, W, 1..4) of bools, integers
-            (8 or 16 bits) or floats (0..1 or 0..255).
-    """
-    if isinstance(image, Image.Image):
-        try:
-            # 8-bit modes to RGBA; 16-bit and float ones keep their values, scaled below
-            image = image.convert("I" if image.mode.startswith("I") else "F" if image.mode == "F" else "RGBA")
-            if max(image.size) > MAX_SIDE:
-                image = image.resize((max(1, image.width * MAX_SIDE // max(image.size)),
-                                      max(1, image.height * MAX_SIDE // max(image.size))), Image.Resampling.BOX)
-            image = np.asarray(image)
-        except (OSError, ValueError) as e:
-            raise InputError(f"Cannot read this image ({e}). Upload a PNG or JPEG of one digit.") from None
-    a = np.asarray(image)
-    if a.ndim == 2:
-        a = a[..., None]
-    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4) or 0 in a.shape or a.dtype.kind not in "buif":
-        raise InputError(f"Cannot read an image of shape {a.shape} and type {a.dtype}. "
-                         "Upload a PNG or JPEG of one digit.")
-    a = np.nan_to_num(a.astype(np.float32))
-    top = a.max()
-    a = a / (1 if top <= 1 else 255 if top <= 255 else 65535 if top <= 65535 else top)
-    a = np.clip(a, 0, 1)
-    f = math.ceil(max(a.shape[:2]) / MAX_SIDE)
-    if f > 1:  # shrink by averaging f x f blocks
-        h, w = a.shape[0] // f * f, a.shape[1] // f * f
-        a = a[:h, :w].reshape(h // f, f, w // f, f, -1).mean(axis=(1, 3))
-    c = a.shape[2]  # 1: gray, 2: gray + alpha, 3: RGB, 4: RGBA
-    rgb = a[..., :3] if c >= 3 else np.repeat(a[..., :1], 3, axis=2)
-    alpha = a[..., c - 1:] if c in (2, 4) else np.ones_like(a[..., :1])
-    return np.concatenate([rgb, alpha], axis=2)
-
-
-def paper_of(rgba: np.ndarray) -> float | None:
-    """The luminance of the background a digit is drawn on (the border's), None if transparent."""
-    opaque = rgba[..., 3] > 0.5
-    border = np.zeros(opaque.shape, bool)
-    border[[0, -1], :] = border[:, [0, -1]] = True
-    lum = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
-    if opaque.mean() < 0.5:  # strokes on a transparent canvas: no paper
-        return None
-    on = lum[opaque & border] if (opaque & border).any() else lum[opaque]
-    return float(np.median(on))
-
-
-def ink_of(rgba: np.ndarray, paper: float | None) -> np.ndarray:
-    """(H, W) float in [0, 1]: how much each pixel differs from the paper, toward the ink."""
-    if paper is None:
-        return rgba[..., 3]  # every stroke is ink, whatever its colour
-    lum = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
-    lum = rgba[..., 3] * lum + (1 - rgba[..., 3]) * paper  # transparent parts are paper
-    ink = (paper - lum) / paper if paper >= 0.5 else (lum - paper) / (1 - paper)  # dark ink on light paper, or light on dark
-    return np.clip(ink, 0, 1)
-
-
-def to_mnist(image) -> np.ndarray:
-    """A drawing or an uploaded picture -> the (28, 28) float32 digit in {0, 1} the model sees.
-
-    Prepared like MNIST: ink is 1 on a 0 background, the digit is cropped, scaled into a
-    20x20 box keeping its aspect, put in 28x28 with its centre of mass in the middle, and
-    binarized at 0.5. A 28x28 picture is already in the model's frame: it is only binarized.
-
-    Args:
-        image: the Sketchpad's dict (background, layers, composite), or one picture (see to_rgba).
-    Raises:
-        InputError: an empty or full canvas, strokes too thin, a picture that cannot be read.
-    """
-    if isinstance(image, dict):  # the Sketchpad: what it shows, read against its background
-        background, image = image.get("background"), image.get("composite")
-        paper = paper_of(to_rgba(background)) if background is not None else None
-        if image is None:
-            raise InputError(EMPTY)
-        rgba = to_rgba(image)
-        if paper is None:
-            paper = paper_of(rgba)
-    elif image is None:
-        raise InputError(EMPTY)
-    else:
-        rgba = to_rgba(image)
-        paper = paper_of(rgba)
-    ink = ink_of(rgba, paper)  # (H, W)
-    seen = ink > 0.25
-    if not seen.any():
-        raise InputError(EMPTY)
-    if seen.mean() > 0.6:
-        raise InputError(FULL.format(seen.mean()))
-    ink = np.clip(ink / np.percentile(ink[seen], 90), 0, 1)  # a pale pen on grey paper counts as black on white
-    if ink.shape == (SIDE, SIDE):  # already the model's frame (an MNIST digit): taken as it is
-        return (ink > 0.5).astype(np.float32)
-    rows, cols = np.nonzero(seen)
-    crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    side = max(crop.shape)
-    square = np.zeros((side, side), np.float32)
-    top, left = (side - crop.shape[0]) // 2, (side - crop.shape[1]) // 2
-    square[top:top + crop.shape[0], left:left + crop.shape[1]] = crop
-    box = np.asarray(Image.fromarray(square).resize((BOX, BOX), Image.Resampling.BILINEAR))  # antialiased
-    if box.sum() == 0:
-        raise InputError(THIN)
-    cy, cx = (np.indices(box.shape) * box).sum(axis=(1, 2)) / box.sum()  # centre of mass
-    y, x = (int(np.clip(round((SIDE - 1) / 2 - c), 0, SIDE - BOX)) for c in (cy, cx))
-    digit = np.zeros((SIDE, SIDE), np.float32)
-    digit[y:y + BOX, x:x + BOX] = box
-    digit = (digit > 0.5).astype(np.float32)
-    if not digit.any():
-        raise InputError(THIN)
-    return digit
-
-
-# --- pictures --------------------------------------------------------------------------------
-
-def colorize(values: np.ndarray, vmax: float = 1.0) -> np.ndarray:
-    """Values in [0, vmax] -> viridis colours (..., 3) uint8; NaN (not reached yet) -> NOT_YET."""
-    idx = np.clip(np.nan_to_num(values / vmax) * 255, 0, 255).round().astype(np.intp)
-    rgb = COLORMAP[idx]
-    rgb[np.isnan(values)] = NOT_YET
-    return rgb
-
-
-def binary_rgb(images: np.ndarray) -> np.ndarray:
-    """(N, H, W) in {0, 1} -> (N, H, W, 3) uint8: white ink on black, as MNIST."""
-    return np.repeat((images * 255).astype(np.uint8)[..., None], 3, axis=-1)
-
-
-def mark_progress(tiles: np.ndarray, position: int) -> np.ndarray:
-    """Grey out the pixels from `position` on (raster order) and paint the next one red."""
-    flat = tiles.reshape(len(tiles), -1, 3)  # a view
-    flat[:, position:] = NOT_YET
-    if position < flat.shape[1]:
-        flat[:, position] = CURSOR
-    return tiles
-
-
-def tile(tiles: np.ndarray, cut: int = 0, scale: int = 0, pad: int = PAD) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> one RGB picture: upscaled (nearest), a line under the first `cut` rows, in a grid."""
-    n, h, w, _ = tiles.shape
-    ncol = math.ceil(math.sqrt(n))
-    s = scale or max(4, 448 // (ncol * w))
-    big = tiles.repeat(s, axis=1).repeat(s, axis=2)  # (N, H*s, W*s, 3)
-    if cut:
-        big[:, max(cut * s - 1, 0):cut * s + 1] = CUT  # 2 pixels high
-    th, tw = h * s + pad, w * s + pad
-    out = np.full((math.ceil(n / ncol) * th + pad, ncol * tw + pad, 3), 200, np.uint8)
-    for k in range(n):
-        r, c = divmod(k, ncol)
-        out[pad + r * th:(r + 1) * th, pad + c * tw:(c + 1) * tw] = big[k]
-    return out
-
-
-def kept_view(digit: np.ndarray, rows: int) -> np.ndarray:
-    """The digit as the model sees it, the rows it will redraw dimmed, the cut line in orange."""
-    rgb = binary_rgb(digit[None])
-    rgb[:, rows:] //= 3
-    return tile(rgb, cut=rows, scale=ZOOM)
 
 
 # --- what the page does ----------------------------------------------------------------------
-
-def paced(frames: Iterator, fps: float) -> Iterator:
-    """Pass frames on no faster than fps a second (0: as they come), at a pace a person can follow."""
-    next_at = time.perf_counter()
-    for frame in frames:
-        if fps > 0:
-            time.sleep(max(0.0, next_at - time.perf_counter()))
-            next_at = max(next_at, time.perf_counter()) + 1 / fps
-        yield frame
-
 
 def whole(name: str, value, lo: int, hi: int) -> int:
     """value as an int, or an InputError that says what was expected."""
@@ -342,17 +159,99 @@ def pick_seed(seed, random_seed: bool) -> int:
     """The seed to use: a fresh one if asked for, or if the box is empty."""
     if random_seed or seed is None:
         return random.randrange(2**31)
-    return whole("seed", seed, 0, 2**63 - 1)
+    return whole("seed", seed, 0, MAX_SEED)
 
 
-def progress(step: pixelcnn.SampleStep, start: int, seconds: float) -> str:
-    total = SIDE * SIDE
-    if step.position < total:
-        return f"Drawing row {step.position // SIDE + 1} of {SIDE} (pixel {step.position:,} of {total:,})"
-    return f"Drew {total - start:,} pixels in {seconds:.1f} s."
+def pick_label(digit, model: torch.nn.Module, name: str) -> int | None:
+    """The label to sample with: None for "any", else the digit, which the model must know."""
+    if digit is None or digit == "" or digit == ANY:
+        return None
+    if not n_labels(model):
+        raise InputError(NO_LABELS.format(name=name))
+    if isinstance(digit, str) and digit.strip().isdigit():
+        digit = int(digit)  # the page's choices are strings
+    return whole("digit", digit, 0, n_labels(model) - 1)
 
 
-Frame = tuple[np.ndarray | None, np.ndarray | None, int, str]
+def frames_per_second(pace: str) -> float:
+    """A pace's frames a second: "slow" SLOW_FPS, "normal" FPS (PIXELCNN_APP_FPS), "fast" 0 (no pacing)."""
+    if pace not in PACES:
+        raise InputError(f"The pace must be one of {', '.join(PACES)}, got {pace!r}.")
+    return {"slow": SLOW_FPS, "normal": FPS, "fast": 0.0}[pace]
+
+
+def paced(frames: Iterator, fps: float) -> Iterator:
+    """Pass frames on no faster than fps a second (0: as they come), at a pace a person can follow."""
+    next_at = time.perf_counter()
+    for frame in frames:
+        if fps > 0:
+            time.sleep(max(0.0, next_at - time.perf_counter()))
+            next_at = max(next_at, time.perf_counter()) + 1 / fps
+        yield frame
+
+
+def save_gif(frames: list[np.ndarray], fps: float, name: str) -> str:
+    """Write a run's frames as an animated GIF in GIF_DIR, where GIFs older than an hour are removed; its path."""
+    GIF_DIR.mkdir(exist_ok=True)
+    for old in GIF_DIR.glob("*.gif"):
+        with contextlib.suppress(OSError):  # another process may remove it first
+            if old.stat().st_mtime < time.time() - 3600:
+                old.unlink()
+    fd, path = tempfile.mkstemp(dir=GIF_DIR, prefix=f"{name}-", suffix=".gif")
+    with os.fdopen(fd, "wb") as f:
+        f.write(gif(frames, fps=fps or 20))
+    return path
+
+
+class Run(NamedTuple):
+    """What a finished run leaves for its GIF: its last frame, each frame's position, how it was drawn."""
+
+    last: pixelcnn.SampleStep
+    positions: list[int]
+    rows: int  # kept rows, under which a line is drawn
+    fps: float
+    name: str  # the GIF's name
+
+
+def digits_of(step: pixelcnn.SampleStep, rows: int) -> np.ndarray:
+    """A frame's digits: the pixels not drawn yet grey, the next one red, a line under the `rows` kept rows."""
+    return tile(mark_progress(binary_rgb(step.images[:, 0].numpy()), step.position), cut=rows)
+
+
+def heat_of(step: pixelcnn.SampleStep, rows: int) -> np.ndarray:
+    """A frame's heatmap: the probability with which each pixel drawn so far got its value."""
+    return tile(colorize(step.probs[:, 0].numpy()), cut=rows)
+
+
+def run(steps: Iterator[pixelcnn.SampleStep], fps: float, rows: int, name: str, heat: bool) -> Iterator[tuple]:
+    """A run's frames at its pace: (digits, heatmap if asked for, status, None), the last with its Run."""
+    positions, t0, total = [], time.perf_counter(), SIDE * SIDE
+    for step in paced(steps, fps):
+        positions.append(step.position)
+        pictures = digits_of(step, rows), heat_of(step, rows) if heat else None
+        if step.position < total:
+            row = step.position // SIDE + 1
+            yield *pictures, f"Drawing row {row} of {SIDE} (pixel {step.position:,} of {total:,})", None
+    status = f"Drew {total - rows * SIDE:,} pixels in {time.perf_counter() - t0:.1f} s."
+    yield *pictures, status, Run(step, positions, rows, fps, name)
+
+
+def take_home(kept: dict) -> str | None:
+    """The GIF of the run that generate or complete left in `kept` (None if it was stopped or said why not).
+
+    It is made after the stream, from the run's last frame: each frame is the last one with the
+    pixels from its position on not drawn yet, since a drawn pixel never changes.
+    """
+    finished = kept.pop("run", None)
+    if finished is None:
+        return None
+    frames = []
+    for position in finished.positions:
+        probs = finished.last.probs.clone()  # (n, 1, 28, 28)
+        probs.view(len(probs), -1)[:, position:] = math.nan
+        step = finished.last._replace(position=position, probs=probs)
+        frames.append(beside(digits_of(step, finished.rows), heat_of(step, finished.rows)))
+    return save_gif(frames, finished.fps, finished.name)
 
 
 def as_digit(label: int | None, n: int) -> str:
@@ -360,74 +259,98 @@ def as_digit(label: int | None, n: int) -> str:
     return "" if label is None else f", {'each ' * (n > 1)}a {label}"
 
 
-def generate(n: int, seed: float, random_seed: bool, temperature: float, model_name: str,
-             digit: str = ANY) -> Iterator[Frame]:
-    """Stream n new digits, a frame per row: (digits, probability heatmap, seed, status).
+def generate(n: int, seed: float, random_seed: bool, temperature: float, model_name: str, digit: str = ANY,
+             pace: str = "normal", kept: dict | None = None) -> Iterator[tuple]:
+    """Draw new handwritten digits with the PixelCNN, pixel by pixel, streaming a frame per row.
 
-    The digits fill in raster order, the next pixel red; the heatmap shows the probability
-    with which each pixel got its value. A labelled model draws the chosen digit (ANY: any).
+    Args:
+        n: how many digits, 1 to 16.
+        seed: a whole number from 0 to 2**63 - 1; the same seed and settings draw the same digits.
+        random_seed: if true, a fresh seed is drawn (and returned) instead.
+        temperature: 1 samples the model as it is; below 1 bolder, more typical digits; 0 always the likelier pixel.
+        model_name: one of the page's models (the choices of its picker).
+        digit: "any", or for a labelled model "0" to "9", the digit to draw.
+        pace: "slow" (slow motion), "normal" (about 20 frames a second) or "fast" (as fast as the model draws).
+        kept: the page's gr.State: the finished run is left in it for take_home (not an input of the API).
+    Returns:
+        the digits as a PNG; the probability with which each pixel got its value, as a heatmap PNG; the seed used;
+        a status line.
     """
+    kept = {} if kept is None else kept
+    kept.pop("run", None)  # a run stopped before its end leaves no GIF
     try:
         n = whole("number of digits", n, 1, MAX_DIGITS)
         used = pick_seed(seed, random_seed)
+        fps = frames_per_second(pace)
         model = get_model(model_name)
         label = pick_label(digit, model, model_name)
         steps = pixelcnn.sample_stream(model, n, seed=used, temperature=temperature, label=label)
     except ValueError as e:  # InputError, ModelLoadError, the sampler's checks
-        yield None, None, seed, f"⚠️ {e}"
+        yield None, None, gr.skip(), f"⚠️ {e}"  # gr.skip(): the seed box keeps what was typed
         return
-    t0 = time.perf_counter()
-    for step in paced(steps, FPS):
-        digits = tile(mark_progress(binary_rgb(step.images[:, 0].numpy()), step.position))
-        heat = tile(colorize(step.probs[:, 0].numpy()))
-        status = progress(step, 0, time.perf_counter() - t0)
-        if step.position == SIDE * SIDE:
-            status += f" {n} digit{'s' * (n > 1)}{as_digit(label, n)}, seed {used}, temperature {temperature:g}."
-        yield digits, heat, used, status
+    done = f" {n} digit{'s' * (n > 1)}{as_digit(label, n)}, seed {used}, temperature {temperature:g}."
+    for digits, heat, status, finished in run(steps, fps, 0, f"digits-seed{used}", heat=True):
+        if finished:
+            kept["run"] = finished
+        yield digits, heat, used, status + done * bool(finished)
 
 
 def preview(drawing, rows: int) -> tuple[np.ndarray | None, str]:
     """The digit the model would see, with the cut under the kept rows; or why there is none."""
     try:
-        digit = to_mnist(drawing)
+        digit = pixelcnn.from_drawing(drawing)
         rows = whole("number of kept rows", rows, 1, SIDE - 1)
-    except InputError as e:
+    except ValueError as e:  # DrawingError, InputError
         return None, f"⚠️ {e}"
     if not digit[:rows].any():
-        return kept_view(digit, rows), f"⚠️ {NOTHING_KEPT.format(rows=rows)}"
-    return kept_view(digit, rows), f"The model keeps the top {rows} rows and redraws the rest."
+        return kept_view(digit, rows, ZOOM), f"⚠️ {NOTHING_KEPT.format(rows=rows)}"
+    return kept_view(digit, rows, ZOOM), f"The model keeps the top {rows} rows and redraws the rest."
 
 
-def complete(drawing, rows: int, n: int, seed: float, random_seed: bool, temperature: float,
-             model_name: str, digit: str = ANY) -> Iterator[Frame]:
-    """Stream n completions of a drawing's top `rows` rows: (the model's view, completions, seed, status).
+def complete(drawing, rows: int, n: int, seed: float, random_seed: bool, temperature: float, model_name: str,
+             digit: str = ANY, pace: str = "normal", kept: dict | None = None) -> Iterator[tuple]:
+    """Finish a half-drawn digit: keep the top rows of a drawing and let the PixelCNN draw the rest, n ways.
 
-    A labelled model finishes the drawing as the chosen digit (ANY: whichever it likes).
+    Args:
+        drawing: a picture of one digit (dark on light or light on dark, any size); it is prepared like MNIST.
+        rows: how many of the digit's 28 rows to keep, 1 to 27.
+        n: how many completions, 1 to 16.
+        seed: a whole number from 0 to 2**63 - 1; the same seed and settings draw the same completions.
+        random_seed: if true, a fresh seed is drawn (and returned) instead.
+        temperature: 1 samples the model as it is; below 1 bolder, more typical digits; 0 always the likelier pixel.
+        model_name: one of the page's models (the choices of its picker).
+        digit: "any", or for a labelled model "0" to "9", the digit to finish the drawing as.
+        pace: "slow" (slow motion), "normal" (about 20 frames a second) or "fast" (as fast as the model draws).
+        kept: the page's gr.State: the finished run is left in it for take_home (not an input of the API).
+    Returns:
+        the digit as the model sees it, the kept rows above an orange line; the completions as a PNG; the seed used;
+        a status line.
     """
+    kept = {} if kept is None else kept
+    kept.pop("run", None)  # a run stopped before its end leaves no GIF
     try:
-        image = to_mnist(drawing)  # (28, 28)
+        image = pixelcnn.from_drawing(drawing)  # (28, 28)
         rows = whole("number of kept rows", rows, 1, SIDE - 1)
-        view = kept_view(image, rows)
+        view = kept_view(image, rows, ZOOM)
         if not image[:rows].any():
-            yield view, None, seed, f"⚠️ {NOTHING_KEPT.format(rows=rows)}"
+            yield view, None, gr.skip(), f"⚠️ {NOTHING_KEPT.format(rows=rows)}"
             return
         n = whole("number of completions", n, 1, MAX_DIGITS)
         used = pick_seed(seed, random_seed)
+        fps = frames_per_second(pace)
         model = get_model(model_name)
         label = pick_label(digit, model, model_name)
         prefix = torch.from_numpy(image)[None, None]  # (1, 1, 28, 28)
         steps = pixelcnn.sample_stream(model, n, seed=used, prefix=prefix, rows=rows, temperature=temperature,
                                        label=label)
-    except ValueError as e:  # InputError, ModelLoadError, the sampler's checks
-        yield None, None, seed, f"⚠️ {e}"
+    except ValueError as e:  # DrawingError, InputError, ModelLoadError, the sampler's checks
+        yield None, None, gr.skip(), f"⚠️ {e}"
         return
-    t0 = time.perf_counter()
-    for step in paced(steps, FPS):
-        images = tile(mark_progress(binary_rgb(step.images[:, 0].numpy()), step.position), cut=rows)
-        status = progress(step, rows * SIDE, time.perf_counter() - t0)
-        if step.position == SIDE * SIDE:
-            status += f" {n} completion{'s' * (n > 1)} of the top {rows} rows{as_digit(label, n)}, seed {used}."
-        yield view, images, used, status
+    done = f" {n} completion{'s' * (n > 1)} of the top {rows} rows{as_digit(label, n)}, seed {used}."
+    for images, _, status, finished in run(steps, fps, rows, f"completions-seed{used}", heat=False):
+        if finished:
+            kept["run"] = finished
+        yield view, images, used, status + done * bool(finished)
 
 
 def digit_posterior(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -443,66 +366,82 @@ def digit_posterior(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     return torch.softmax(log_px.double(), dim=0).numpy()
 
 
-Reading = tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, str, dict[str, float] | None]
+def inspect_digit(drawing, model_name: str) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, str]:
+    """Score a drawing of a digit: how likely the PixelCNN finds it, -log p(digit), pixel by pixel and in total.
 
-
-def inspect_digit(drawing, model_name: str) -> Reading:
-    """How the model reads a digit: (the digit, P(pixel = 1 | pixels before it), surprise map, totals, digit).
-
-    The maps and totals are the unconditional ones (for a labelled model, with no label); the
-    last is p(label | digit) for each label of a labelled model, else None.
+    Args:
+        drawing: a picture of one digit (dark on light or light on dark, any size); it is prepared like MNIST.
+        model_name: one of the page's models (the choices of its picker).
+    Returns:
+        the digit as the model sees it; P(pixel = 1 | the pixels before it) and each pixel's surprise as heatmaps;
+        a text with the total in nats and bits per pixel (for a labelled model p(digit) averaged over the labels)
+        beside the model's own average on MNIST's test digits, measured the same way.
     """
     try:
-        digit = to_mnist(drawing)
+        digit = pixelcnn.from_drawing(drawing)
         model = get_model(model_name)
-    except (InputError, ModelLoadError) as e:
-        return None, None, None, f"⚠️ {e}", None
+    except ValueError as e:  # DrawingError, ModelLoadError
+        return None, None, None, f"⚠️ {e}"
     x = torch.from_numpy(digit)[None, None]  # (1, 1, 28, 28)
     p1 = pixelcnn.probabilities(model, x)[0, 0].numpy()  # (28, 28)
     s = pixelcnn.surprise(model, x)
     smap = s.map[0, 0].numpy()  # (28, 28) nats
-    nats, bpp = float(s.nats[0]), float(s.bits_per_pixel[0])
+    # The total: a labelled model's -log p(x) with p(x) the mean of p(x | label), as its reference figure
+    nats = float(pixelcnn.marginal_nats(model, x)[0] if n_labels(model) else s.nats[0])
+    bpp = nats / math.log(2) / digit.size
     r, c = np.unravel_index(smap.argmax(), smap.shape)
-    text = (f"**{nats:.1f} nats** for the whole digit, **{bpp:.3f} bits per pixel**: the model gives it "
-            f"probability e<sup>-{nats:.1f}</sup> ≈ 10<sup>-{nats / math.log(10):.1f}</sup>. "
+    text = (f"**{nats:.1f} nats** for the whole digit, **{bpp:.3f} bits per pixel**"
+            + (", p(drawing) averaged over the ten digits" if n_labels(model) else "")
+            + f": the model gives it probability e<sup>-{nats:.1f}</sup> ≈ 10<sup>-{nats / math.log(10):.1f}</sup>. "
             f"The most surprising pixel is row {r + 1}, column {c + 1} ({smap[r, c]:.1f} nats).")
-    reference = reference_bits_per_pixel(model_name)
+    reference = reference_bits_per_pixel(model_name, marginal=n_labels(model) > 0)
     if reference is not None:
-        text += f" On MNIST's test digits the model averages {reference:.3f} bits per pixel: lower is more likely."
-    posterior = None
+        text += (f" On MNIST's test digits the model averages {reference:.3f} bits per pixel, measured the same "
+                 "way: lower is more likely.")
     if n_labels(model):
         p = digit_posterior(model, x)
-        posterior = {str(d): float(q) for d, q in enumerate(p)}
         text += f" It reads the drawing as a **{p.argmax()}**, with probability {p.max():.2f}."
     return (tile(binary_rgb(digit[None]), scale=ZOOM), tile(colorize(p1)[None], scale=ZOOM),
-            tile(colorize(smap, SURPRISE_MAX)[None], scale=ZOOM), text, posterior)
+            tile(colorize(smap, SURPRISE_MAX)[None], scale=ZOOM), text)
 
 
-def field_parts(model: torch.nn.Module, row: int, col: int) -> dict[str, np.ndarray]:
-    """Each pixel's part in the receptive field of the logit at (row, col): FIELD's keys -> (28, 28) bool.
+def read_digit(drawing, model_name: str) -> dict[str, float] | str:
+    """Which digit a labelled PixelCNN takes a drawing for: p(digit | drawing) from its own likelihoods.
 
-    "seen": the earlier pixels the logit depends on. "blind spot": earlier pixels it does not
-    see although it sees a pixel farther up in the same column, a hole in the field rather
-    than its edge. "beyond reach": the other earlier pixels it does not see, too far for the
-    network's depth (pixelcnn.blind_spot counts these too). "later": the pixel and those after.
+    Args:
+        drawing: a picture of one digit (dark on light or light on dark, any size); it is prepared like MNIST.
+        model_name: one of the page's models (the choices of its picker); a labelled one, such as gated-pixelcnn.
+    Returns:
+        the probability of each digit "0" to "9", the likeliest first; or a message saying why there is none.
     """
-    seen = pixelcnn.receptive_field(model, row, col, size=SIDE).numpy()  # (28, 28) bool
-    earlier = np.arange(SIDE * SIDE).reshape(SIDE, SIDE) < row * SIDE + col
-    above = np.zeros_like(seen)  # a seen pixel somewhere above, in the same column
-    above[1:] = np.logical_or.accumulate(seen, axis=0)[:-1]
-    return {"seen": seen & earlier, "blind spot": earlier & ~seen & above,
-            "beyond reach": earlier & ~seen & ~above, "later": ~earlier}
+    try:
+        digit = pixelcnn.from_drawing(drawing)
+        model = get_model(model_name)
+    except ValueError as e:  # DrawingError, ModelLoadError
+        return f"⚠️ {e}"
+    if not n_labels(model):
+        return f"⚠️ {NO_READING.format(name=model_name)}"
+    p = digit_posterior(model, torch.from_numpy(digit)[None, None])
+    return {str(d): float(q) for d, q in enumerate(p)}
 
 
-def receptive(model_name: str, row: int, col: int) -> tuple[np.ndarray | None, str]:
-    """The receptive field of pixel (row, col), counted from 1, as a picture; and what it shows."""
+def receptive_field(model_name: str, row: int, col: int) -> tuple[np.ndarray | None, str]:
+    """Which earlier pixels the PixelCNN's probability at one pixel depends on: its receptive field, and blind spot.
+
+    Args:
+        model_name: one of the page's models (the choices of its picker).
+        row: the pixel's row, 1 (top) to 28.
+        col: the pixel's column, 1 (left) to 28.
+    Returns:
+        the field as a picture (seen pixels teal, blind ones orange, the pixel red); a text that counts them.
+    """
     try:
         row = whole("row", row, 1, SIDE) - 1
         col = whole("column", col, 1, SIDE) - 1
         model = get_model(model_name)
     except ValueError as e:  # InputError, ModelLoadError
         return None, f"⚠️ {e}"
-    parts = field_parts(model, row, col)
+    parts = {k: v.numpy() for k, v in pixelcnn.receptive.field_parts(model, row, col, size=SIDE).items()}
     rgb = np.zeros((SIDE, SIDE, 3), np.uint8)
     for part, color in FIELD.items():
         rgb[parts[part]] = color
@@ -544,21 +483,30 @@ def picture(label: str, caption: str) -> gr.Image:
 
 
 def sketchpad() -> gr.Sketchpad:
+    # type="pil": a big upload reaches pixelcnn.from_drawing as it was decoded, which shrinks it before anything else
     return gr.Sketchpad(label="Draw a digit", canvas_size=(CANVAS, CANVAS), fixed_canvas=True, sources=("upload",),
                         brush=gr.Brush(default_size=BRUSH, colors=["#000000"], color_mode="fixed"),
-                        layers=False, transforms=(), elem_classes="sketch")
+                        layers=False, transforms=(), type="pil", elem_classes="sketch")
 
 
-def sampling_options(random_default: bool) -> tuple[gr.Number, gr.Checkbox, gr.Slider]:
-    seed = gr.Number(0, label="Seed", precision=0, minimum=0)
+def sampling_options(random_default: bool) -> tuple[gr.Number, gr.Checkbox, gr.Slider, gr.Radio]:
+    seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
     random_seed = gr.Checkbox(random_default, label="Random seed", info="a new seed each time, shown above")
-    temperature = gr.Slider(0, 2, 1.0, step=0.05, label="Temperature", info="below 1: bolder and more typical; 0: always the likelier pixel")
-    return seed, random_seed, temperature
+    temperature = gr.Slider(0, 2, 1.0, step=0.05, label="Temperature",
+                            info="below 1: bolder and more typical; 0: always the likelier pixel")
+    normal = f"{FPS:g} frames a second" if FPS > 0 else "as fast as it draws (PIXELCNN_APP_FPS=0)"
+    pace = gr.Radio([("slow motion", "slow"), (normal, "normal"), ("as fast as it draws", "fast")], value="normal",
+                    label="Pace")
+    return seed, random_seed, temperature, pace
 
 
 def digit_choice(info: str, visible: bool) -> gr.Dropdown:
     """The digit a labelled model is to draw; hidden for an unlabelled one."""
     return gr.Dropdown(DIGITS, value=ANY, label="Digit", info=info, visible=visible)
+
+
+def gif_button() -> gr.DownloadButton:
+    return gr.DownloadButton("Download the run as a GIF", size="sm", variant="secondary")
 
 
 def build_demo(model: str = MODEL) -> gr.Blocks:
@@ -575,19 +523,22 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
                 with gr.Column(scale=1, min_width=240):
                     n = gr.Slider(1, MAX_DIGITS, 16, step=1, label="Digits")
                     g_digit = digit_choice("the model is labelled: draw this digit, or any", labels)
-                    seed, random_seed, temperature = sampling_options(random_default=True)
+                    seed, random_seed, temperature, pace = sampling_options(random_default=True)
                     with gr.Row():
                         go = gr.Button("Generate", variant="primary")
                         stop = gr.Button("Stop", variant="stop")
+                    g_gif, g_kept = gif_button(), gr.State({})
                 with gr.Column(scale=2):
                     digits = picture("Digits", "**Digits**, the red pixel is drawn next")
                 with gr.Column(scale=2):
                     heat = picture("Probabilities", "**Probability** with which each pixel got its value")
                     gr.HTML(LEGEND.format(lo="0", hi="1"))
             status = gr.Markdown()
-            event = go.click(generate, [n, seed, random_seed, temperature, picker, g_digit],
-                             [digits, heat, seed, status], api_name="generate", concurrency_id="sampler",
-                             concurrency_limit=4)
+            g_inputs = [n, seed, random_seed, temperature, picker, g_digit, pace]
+            g_outputs = [digits, heat, seed, status]
+            event = go.click(generate, [*g_inputs, g_kept], g_outputs, api_name="generate_page",
+                             api_visibility="private", **SAMPLER)
+            event.then(take_home, g_kept, g_gif, api_visibility="private")
             stop.click(None, cancels=[event])
 
         with gr.Tab("Complete"):
@@ -598,22 +549,25 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
                     count = gr.Slider(1, MAX_DIGITS, 8, step=1, label="Completions")
                     c_digit = digit_choice("the model is labelled: finish the drawing as this digit", labels)
                     with gr.Accordion("Sampling", open=False):
-                        c_seed, c_random, c_temperature = sampling_options(random_default=False)
+                        c_seed, c_random, c_temperature, c_pace = sampling_options(random_default=False)
                     with gr.Row():
                         c_go = gr.Button("Complete", variant="primary")
                         c_stop = gr.Button("Stop", variant="stop")
+                    c_gif, c_kept = gif_button(), gr.State({})
                     gr.Examples(EXAMPLES, pad, label="MNIST test digits")
                 with gr.Column(scale=1, min_width=200):
                     view = picture("Model view", "**What the model sees**: it keeps the rows above the line")
                 with gr.Column(scale=2):
                     completions = picture("Completions", "**Completions**")
             c_status = gr.Markdown()
-            pad.change(preview, [pad, rows], [view, c_status], show_progress="hidden", trigger_mode="always_last",
-                       api_name="preview")
-            rows.release(preview, [pad, rows], [view, c_status], show_progress="hidden", api_visibility="private")
-            c_event = c_go.click(complete, [pad, rows, count, c_seed, c_random, c_temperature, picker, c_digit],
-                                 [view, completions, c_seed, c_status], api_name="complete",
-                                 concurrency_id="sampler", concurrency_limit=4)
+            for change in (pad.change, rows.release):
+                change(preview, [pad, rows], [view, c_status], show_progress="hidden", trigger_mode="always_last",
+                       api_visibility="private")
+            c_inputs = [rows, count, c_seed, c_random, c_temperature, picker, c_digit, c_pace]
+            c_outputs = [view, completions, c_seed, c_status]
+            c_event = c_go.click(complete, [pad, *c_inputs, c_kept], c_outputs, api_name="complete_page",
+                                 api_visibility="private", **SAMPLER)
+            c_event.then(take_home, c_kept, c_gif, api_visibility="private")
             c_stop.click(None, cancels=[c_event])
 
         with gr.Tab("Inspect"):
@@ -645,26 +599,38 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
                     f_row = gr.Slider(1, SIDE, PIXEL[0] + 1, step=1, label="Row")
                     f_col = gr.Slider(1, SIDE, PIXEL[1] + 1, step=1, label="Column")
                     f_text = gr.Markdown()
-            i_outputs = [i_view, p_map, s_map, i_text, posterior]
-            i_go.click(inspect_digit, [i_pad, picker], i_outputs, api_name="inspect")
-            examples.load_input_event.then(inspect_digit, [i_pad, picker], i_outputs, api_visibility="private")
+            i_outputs = [i_view, p_map, s_map, i_text]
+            for trigger in (i_go.click, examples.load_input_event.then):
+                trigger(inspect_digit, [i_pad, picker], i_outputs, api_name="inspect_page", api_visibility="private")
+                trigger(read_digit, [i_pad, picker], posterior, api_name="read_page", api_visibility="private")
             f_inputs, f_outputs = [picker, f_row, f_col], [field, f_text]
-            f_row.release(receptive, f_inputs, f_outputs, api_name="receptive_field")
-            f_col.release(receptive, f_inputs, f_outputs, api_visibility="private")
+            f_row.release(receptive_field, f_inputs, f_outputs, api_name="receptive_field")
+            f_col.release(receptive_field, f_inputs, f_outputs, api_visibility="private")
             for image in (i_view, p_map, s_map, field):
                 image.select(pick_pixel, None, [f_row, f_col], api_visibility="private").then(
-                    receptive, f_inputs, f_outputs, api_visibility="private")
+                    receptive_field, f_inputs, f_outputs, api_visibility="private")
 
+        for button, run_gif in ((go, g_gif), (c_go, c_gif)):  # the last run's GIF goes when a new run starts
+            button.click(lambda: None, None, run_gif, queue=False, api_visibility="private")
         picker.change(model_changed, picker, [g_digit, c_digit, reading], api_visibility="private").then(
-            receptive, f_inputs, f_outputs, api_visibility="private")
-        demo.load(receptive, f_inputs, f_outputs, api_visibility="private")
+            receptive_field, f_inputs, f_outputs, api_visibility="private")
+        demo.load(receptive_field, f_inputs, f_outputs, api_visibility="private")
+
+        # The API and the MCP tools: the same functions on events of their own, with no trigger on the page.
+        # Their drawing is a plain picture, not a sketchpad's layers (whose schema MCP cannot read), and they
+        # keep no run for a GIF (MCP cannot take a gr.State).
+        drawing = gr.Image(type="pil", label="Drawing", visible=False)
+        gr.on([], generate, g_inputs, g_outputs, api_name="generate", **SAMPLER)
+        gr.on([], complete, [drawing, *c_inputs], c_outputs, api_name="complete", **SAMPLER)
+        gr.on([], inspect_digit, [drawing, picker], i_outputs, api_name="inspect")
+        gr.on([], read_digit, [drawing, picker], posterior, api_name="read_digit")
 
         demo.load(None, js=BRUSH_ON)  # the sketchpads open with their brush selected: no extra click
     demo.queue(max_size=64)
     return demo
 
 
-demo = build_demo()
+demo = build_demo()  # Gradio Spaces serve `demo`; nothing is launched on import
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -672,8 +638,10 @@ if __name__ == "__main__":
                         help="a folder in weights/, a folder, or a Hub repo id (default: PIXELCNN_MODEL or %(default)s)")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR,
                         help="the folder of models the picker lists (default: PIXELCNN_WEIGHTS_DIR or %(default)s)")
+    parser.add_argument("--mcp", action="store_true", default=None,
+                        help="also serve the page's functions as MCP tools (default: GRADIO_MCP_SERVER)")
     args = parser.parse_args()
     if (args.model, args.weights_dir) != (MODEL, WEIGHTS_DIR):
         WEIGHTS_DIR = args.weights_dir
         demo = build_demo(args.model)
-    demo.launch(css=CSS)
+    demo.launch(css=CSS, mcp_server=args.mcp)

@@ -22,6 +22,8 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 import app  # noqa: E402
 import pixelcnn  # noqa: E402
+from pixelcnn.drawing import EMPTY  # noqa: E402
+from pixelcnn.plotting import CURSOR, CUT, NOT_YET  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WARN = "⚠️"
@@ -37,7 +39,11 @@ def weights(tmp_path_factory):
     for name, model_type, config in [("tiny", pixelcnn.PixelCNN, TINY), ("tiny-gated", pixelcnn.GatedPixelCNN, TINY_GATED),
                                      ("recipe-shape", pixelcnn.PixelCNN, RECIPE_SHAPE)]:
         torch.manual_seed(0)
-        pixelcnn.save_model(model_type(config), folder / name)
+        model = model_type(config)
+        for layer in getattr(model, "layers", []):  # labels that change what is drawn, as a trained model's do
+            if getattr(layer, "label", None) is not None:
+                torch.nn.init.normal_(layer.label.weight)
+        pixelcnn.save_model(model, folder / name)
     return folder
 
 
@@ -74,7 +80,7 @@ def sketch(composite: Image.Image | None) -> dict:
 
 
 def untile(picture: np.ndarray, n: int, scale: int = 0, h: int = 28, rgb: bool = False) -> np.ndarray:
-    """The (n, h, h) pixels read back from app.tile()'s picture: the red channel at each pixel's
+    """The (n, h, h) pixels read back from pixelcnn.plotting.tile()'s picture: the red channel at each pixel's
     centre, or the colour (n, h, h, 3) if rgb."""
     ncol = int(np.ceil(np.sqrt(n)))
     s, pad = scale or max(4, 448 // (ncol * h)), 4
@@ -93,73 +99,19 @@ def test_import_starts_no_server():
     assert not app.demo.is_running
 
 
-def test_a_sketch_becomes_an_mnist_digit():
-    digit = app.to_mnist(sketch(seven()))
-    assert digit.shape == (28, 28) and digit.dtype == np.float32 and set(np.unique(digit)) == {0.0, 1.0}
-    rows, cols = np.nonzero(digit)
-    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 in (19, 20, 21)  # scaled into 20x20
-    cy, cx = (np.indices(digit.shape) * digit).sum(axis=(1, 2)) / digit.sum()
-    assert abs(cy - 13.5) <= 1 and abs(cx - 13.5) <= 1  # centred by mass
-    assert digit[:14].sum() > digit[14:].sum()  # a 7: the bar is on top
-
-
-def test_every_polarity_gives_the_same_digit():
-    dark_on_light = app.to_mnist(seven())
-    light_on_dark = app.to_mnist(seven(ink=(255, 255, 255, 255), paper=(0, 0, 0, 255)))
-    black_on_clear = app.to_mnist(seven(ink=(0, 0, 0, 255), paper=(0, 0, 0, 0)))
-    white_on_clear = app.to_mnist(seven(ink=(255, 255, 255, 255), paper=(255, 255, 255, 0)))
-    blue_on_grey = app.to_mnist(seven(ink=(20, 40, 200, 255), paper=(200, 200, 200, 255)))
-    for other in (light_on_dark, black_on_clear, white_on_clear):
-        np.testing.assert_array_equal(other, dark_on_light)
-    assert (blue_on_grey != dark_on_light).mean() < 0.02
-
-
-def test_a_28x28_digit_is_taken_as_it_is():
-    rng = np.random.default_rng(0)
-    digit = np.zeros((28, 28), np.uint8)
-    digit[6:22, 10:16] = 255
-    digit[rng.random((28, 28)) < 0.05] = 255
-    for image in (digit, digit > 0, digit / 255.0, Image.fromarray(digit), Image.fromarray(255 - digit).convert("RGB")):
-        np.testing.assert_array_equal(app.to_mnist(image), digit > 127)
-
-
-@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "I", "F"])
-@pytest.mark.parametrize("size", [(5, 7), (120, 80), (2000, 1300)])
-def test_uploads_of_any_size_and_mode(mode, size):
-    w, h = size
-    gray = np.asarray(seven(max(w, h), width=60).convert("L").resize((w, h)))  # dark ink on white
-    if mode == "I;16":
-        image = Image.fromarray(gray.astype(np.uint16) * 257)
-    elif mode == "I":
-        image = Image.fromarray(gray.astype(np.int32) * 257)
-    elif mode == "F":
-        image = Image.fromarray(gray.astype(np.float32) / 255)
-    else:
-        image = Image.fromarray(gray).convert(mode)
-    assert image.mode == mode
-    digit = app.to_mnist(image)
-    assert digit.shape == (28, 28) and 20 < digit.sum() < 300
-
-
-@pytest.mark.parametrize("image, message", [
-    (None, app.EMPTY),
-    (sketch(None), app.EMPTY),
-    (sketch(seven(ink=(255, 255, 255, 0))), app.EMPTY),  # nothing drawn
-    (sketch(Image.new("RGBA", (400, 400), (0, 0, 0, 255))), "almost all ink"),  # painted over
-    (np.zeros((64, 64, 3), np.uint8), app.EMPTY),
-    (np.full((10, 10), 255, np.uint8), app.EMPTY),
-    (seven(400, width=1), app.THIN),
-    (np.zeros((4, 4, 5)), "Cannot read"),
-    (np.zeros((0, 3)), "Cannot read"),
-    (np.array("not an image"), "Cannot read"),
-])
-def test_unusable_drawings_say_why(image, message, model_dir):
-    with pytest.raises(app.InputError, match=message.split(":")[0]):
-        app.to_mnist(image)
-    for frame in app.complete(image, 14, 2, 0, False, 1.0, model_dir):
-        assert frame[3].startswith(WARN) and frame[1] is None
-    assert app.inspect_digit(image, model_dir)[3].startswith(WARN)
-    assert app.preview(image, 14)[1].startswith(WARN)
+@pytest.mark.parametrize("image", [None, sketch(None), sketch(Image.new("RGBA", (400, 400), (0, 0, 0, 255))),
+                                   seven(400, width=1), np.zeros((4, 4, 5))])
+def test_unusable_drawings_say_why(image, model_dir):
+    """tests/test_drawing.py tests the messages; here every tab shows them instead of failing."""
+    with pytest.raises(pixelcnn.DrawingError) as error:
+        pixelcnn.from_drawing(image)
+    kept = {"run": "the run before"}
+    for frame in app.complete(image, 14, 2, 0, False, 1.0, model_dir, kept=kept):
+        assert frame[3] == f"{WARN} {error.value}" and frame[1] is None
+    assert kept == {} and app.take_home(kept) is None  # no GIF, not even the run before's
+    assert app.inspect_digit(image, model_dir)[3] == f"{WARN} {error.value}"
+    assert app.read_digit(image, model_dir) == f"{WARN} {error.value}"
+    assert app.preview(image, 14)[1] == f"{WARN} {error.value}"
 
 
 def test_nothing_above_the_cut_says_so(model_dir):
@@ -180,14 +132,14 @@ def test_generate_streams_a_frame_per_row(model_dir):
     frames = list(app.generate(3, 7, False, 1.0, model_dir))
     assert len(frames) == 1 + 28  # the empty start, then a frame per row
     assert "row 1 of 28" in frames[0][3] and "Drew 784 pixels" in frames[-1][3]
-    assert all(seed == 7 for _, _, seed, _ in frames)
+    assert all(frame[2] == 7 for frame in frames)
     digits, heat = frames[-1][:2]
     assert digits.shape == heat.shape and digits.dtype == np.uint8 and digits.shape[2] == 3
     assert set(np.unique(untile(digits, 3))) <= {0, 255}  # finished: only black and white pixels
-    assert not (heat == app.NOT_YET).all(axis=2).any()  # every pixel has its probability
+    assert not (heat == NOT_YET).all(axis=2).any()  # every pixel has its probability
     middle = untile(frames[14][0], 3)  # 14 rows drawn
-    assert (middle[:, 14, 0] == app.CURSOR[0]).all()  # the next pixel is shown in red
-    assert (middle[:, 14:].reshape(3, -1)[:, 1:] == app.NOT_YET[0]).all()  # the rest is greyed out
+    assert (middle[:, 14, 0] == CURSOR[0]).all()  # the next pixel is shown in red
+    assert (middle[:, 14:].reshape(3, -1)[:, 1:] == NOT_YET[0]).all()  # the rest is greyed out
     assert set(np.unique(middle[:, :14])) <= {0, 255}
     np.testing.assert_array_equal(list(app.generate(3, 7, False, 1.0, model_dir))[-1][0], digits)
 
@@ -200,16 +152,20 @@ def test_generate_random_seed_reports_the_seed(model_dir):
     np.testing.assert_array_equal(list(app.generate(1, seed, False, 1.0, model_dir))[-1][0], digits)
 
 
-@pytest.mark.parametrize("n, seed, temperature", [(0, 0, 1.0), (17, 0, 1.0), (2.5, 0, 1.0), (1, -1, 1.0),
-                                                  (1, 0.5, 1.0), (1, 0, -1.0)])
-def test_generate_bad_controls_say_why(n, seed, temperature, model_dir):
-    frames = list(app.generate(n, seed, False, temperature, model_dir))
+@pytest.mark.parametrize("n, seed, temperature, pace", [(0, 0, 1.0, "normal"), (17, 0, 1.0, "normal"),
+                                                        (2.5, 0, 1.0, "normal"), (1, -1, 1.0, "normal"),
+                                                        (1, 0.5, 1.0, "normal"), (1, 0, -1.0, "normal"),
+                                                        (1e30, 0, 1.0, "normal"), (1, 1e30, 1.0, "normal"),
+                                                        (1, 2**64, 1.0, "normal"), (1, 0, 1.0, "warp")])
+def test_generate_bad_controls_say_why(n, seed, temperature, pace, model_dir):
+    frames = list(app.generate(n, seed, False, temperature, model_dir, app.ANY, pace))
     assert len(frames) == 1 and frames[0][3].startswith(WARN) and frames[0][0] is None
+    assert frames[0][2] == gr.skip()  # the seed box keeps what was typed: nothing huge is sent back
 
 
 def test_completions_keep_the_kept_rows_exactly(model_dir):
     drawing = app.EXAMPLES[0]
-    digit = app.to_mnist(Image.open(drawing))
+    digit = pixelcnn.from_drawing(Image.open(drawing))
     for rows in (9, 14):
         frames = list(app.complete(Image.open(drawing), rows, 4, 3, False, 1.0, model_dir))
         assert len(frames) == 1 + 28 - rows
@@ -218,27 +174,115 @@ def test_completions_keep_the_kept_rows_exactly(model_dir):
         got = untile(completions, 4)
         assert (got[:, :rows] == digit[:rows] * 255).all()
         assert set(np.unique(got)) <= {0, 255}
-        assert (view == app.CUT).all(axis=2)[4 + rows * 10, 4:-4].all()  # the cut line under the kept rows
+        assert (view == CUT).all(axis=2)[4 + rows * 10, 4:-4].all()  # the cut line under the kept rows
 
 
 def test_inspect_reports_the_models_surprise(model_dir):
     drawing = Image.open(app.EXAMPLES[0])
-    view, p_map, s_map, text, posterior = app.inspect_digit(drawing, model_dir)
-    assert posterior is None and "reads the drawing" not in text  # no labels: no digit reading
+    view, p_map, s_map, text = app.inspect_digit(drawing, model_dir)
+    assert "reads the drawing" not in text and "averaged over the ten digits" not in text  # no labels
+    assert app.read_digit(drawing, model_dir) == f"{WARN} {app.NO_READING.format(name=model_dir)}"
     assert view.shape == p_map.shape == s_map.shape
-    x = torch.from_numpy(app.to_mnist(drawing))[None, None]
+    x = torch.from_numpy(pixelcnn.from_drawing(drawing))[None, None]
     s = pixelcnn.surprise(app.get_model(model_dir), x)
     assert f"{float(s.nats[0]):.1f} nats" in text and f"{float(s.bits_per_pixel[0]):.3f} bits per pixel" in text
     np.testing.assert_array_equal(untile(view, 1, scale=10)[0], x[0, 0].numpy() * 255)
+    assert "On MNIST's test digits" not in text  # a folder without metrics.json: no reference figure
 
 
-def test_pacing_holds_frames_per_second():
-    t0 = time.perf_counter()
+def test_inspect_compares_like_with_like(weights, tmp_path):
+    """The page's figure and the reference it prints are the same kind: for a labelled model both are
+    -log p(x) with p(x) the mean of p(x | label) over the labels, not the label-dropped test loss."""
+    import json
+    import math
+    import shutil
+
+    drawing = Image.open(app.EXAMPLES[0])
+    x = torch.from_numpy(pixelcnn.from_drawing(drawing))[None, None]
+    for name, labelled in (("tiny", False), ("tiny-gated", True)):
+        folder = shutil.copytree(weights / name, tmp_path / name)
+        metrics = {"test_loss": 0.0805, "evaluation": {"test_loss": 0.0805, "test_loss_marginal": 0.0763}}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        text = app.inspect_digit(drawing, str(folder))[3]
+        model = app.get_model(str(folder))
+        nats = float(pixelcnn.marginal_nats(model, x)[0] if labelled else pixelcnn.surprise(model, x).nats[0])
+        reference = (0.0763 if labelled else 0.0805) / math.log(2)
+        assert f"**{nats:.1f} nats**" in text and f"**{nats / math.log(2) / 784:.3f} bits per pixel**" in text
+        assert f"the model averages {reference:.3f} bits per pixel, measured the same way" in text
+        assert ("averaged over the ten digits" in text) == labelled
+        del metrics["evaluation"]  # a labelled model never evaluated with --evaluate: no figure to compare with
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        assert ("On MNIST's test digits" in app.inspect_digit(drawing, str(folder))[3]) != labelled
+
+
+def test_pacing_holds_frames_per_second(monkeypatch):
+    clock = [0.0]  # a clock that only sleeping moves: frames that come at once
+
+    def sleep(seconds):
+        clock[0] += seconds
+
+    monkeypatch.setattr(app.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(app.time, "sleep", sleep)
     assert list(app.paced(range(6), fps=20)) == list(range(6))
-    assert time.perf_counter() - t0 >= 0.24  # 5 intervals of 1/20 s
-    t0 = time.perf_counter()
-    list(app.paced(range(100), fps=0))
-    assert time.perf_counter() - t0 < 0.05
+    assert clock[0] == pytest.approx(0.25)  # 5 intervals of 1/20 s
+    assert list(app.paced(range(100), fps=0)) == list(range(100)) and clock[0] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("pace, fps", [("slow", app.SLOW_FPS), ("normal", 12.5), ("fast", 0.0)])
+def test_the_pace_control_sets_the_frames_per_second(model_dir, monkeypatch, pace, fps):
+    paces = []
+
+    def recorded(frames, fps):
+        paces.append(fps)
+        return frames
+
+    monkeypatch.setattr(app, "FPS", 12.5)  # PIXELCNN_APP_FPS: the normal pace
+    monkeypatch.setattr(app, "paced", recorded)
+    assert "Drew" in list(app.generate(1, 0, False, 1.0, model_dir, app.ANY, pace))[-1][3]
+    assert "Drew" in list(app.complete(app.EXAMPLES[0], 14, 1, 0, False, 1.0, model_dir, app.ANY, pace))[-1][3]
+    assert paces == [fps, fps]
+    assert app.SLOW_FPS < 20
+
+
+def gif_frames(path) -> list[np.ndarray]:
+    gif = Image.open(path)
+    frames = []
+    for k in range(gif.n_frames):
+        gif.seek(k)
+        frames.append(np.asarray(gif.convert("RGB")))
+    return frames
+
+
+def test_every_run_can_be_taken_home_as_a_gif(model_dir):
+    """A finished run is left in the page's gr.State; its GIF has every streamed frame as it was shown,
+    the digits beside their heatmap, the last held longer."""
+    kept = {}
+    frames = []
+    for frame in app.generate(4, 3, False, 1.0, model_dir, app.ANY, "fast", kept):
+        assert ("run" in kept) == ("Drew" in frame[3])  # left there with the last frame
+        frames.append(frame)
+    path = app.take_home(kept)
+    assert path.endswith(".gif") and Path(path).parent == app.GIF_DIR and "seed3" in Path(path).name
+    shown = gif_frames(path)
+    assert len(shown) == len(frames) == 29
+    width = frames[-1][0].shape[1]
+    for got, (digits, heat, *_) in zip(shown, frames):
+        np.testing.assert_array_equal(got[:, :width], digits)  # the digits' colours exactly
+        assert np.abs(got[:, -width:].astype(int) - heat).max() <= 7  # viridis at 48 levels beside them
+    durations = []
+    for k in range(29):
+        gif = Image.open(path)
+        gif.seek(k)
+        durations.append(gif.info["duration"])
+    assert durations == [50] * 28 + [2000]  # "fast" plays at 20 frames a second
+    assert kept == {} and app.take_home(kept) is None  # taken: the next GIF is of the next run
+    completions = list(app.complete(app.EXAMPLES[0], 14, 2, 0, False, 1.0, model_dir, app.ANY, "slow", kept))
+    path = app.take_home(kept)
+    shown = gif_frames(path)
+    assert len(shown) == len(completions) == 15
+    for got, (_, images, *_) in zip(shown, completions):
+        np.testing.assert_array_equal(got[:, :images.shape[1]], images)
+    assert Image.open(path).info["duration"] == 1000 / app.SLOW_FPS
 
 
 # --- models ----------------------------------------------------------------------------------
@@ -314,7 +358,7 @@ def test_generate_draws_the_chosen_digit(gated_dir, digit):
 
 def test_complete_finishes_as_the_chosen_digit(gated_dir):
     image = Image.open(app.EXAMPLES[0])
-    digit = app.to_mnist(image)
+    digit = pixelcnn.from_drawing(image)
     frames = list(app.complete(image, 12, 2, 4, False, 1.0, gated_dir, "2"))
     assert len(frames) == 1 + 28 - 12 and "top 12 rows, each a 2, seed 4" in frames[-1][3]
     prefix = torch.from_numpy(digit)[None, None]
@@ -340,31 +384,32 @@ def test_a_digit_for_an_unlabelled_model_says_so(model_dir):
 
 def test_inspect_reads_the_digit_from_the_models_likelihoods(gated_dir):
     drawing = Image.open(app.EXAMPLES[0])
-    *_, text, posterior = app.inspect_digit(drawing, gated_dir)
+    text = app.inspect_digit(drawing, gated_dir)[3]
+    posterior = app.read_digit(drawing, gated_dir)
     model = app.get_model(gated_dir)
-    x = torch.from_numpy(app.to_mnist(drawing))[None, None]
+    x = torch.from_numpy(pixelcnn.from_drawing(drawing))[None, None]
     # log p(x | d), one digit at a time; with p(d) = 1/10, p(d | x) is their softmax
     log_px = torch.stack([-pixelcnn.surprise(model, x, label=d).nats[0] for d in range(10)]).double()
     expected = torch.softmax(log_px, dim=0).numpy()
     assert list(posterior) == [str(d) for d in range(10)]
     np.testing.assert_allclose([posterior[str(d)] for d in range(10)], expected, rtol=1e-4, atol=1e-9)
     assert f"reads the drawing as a **{expected.argmax()}**" in text
-    unconditional = pixelcnn.surprise(model, x)  # the totals: the model's p(x) with no label
-    assert f"{float(unconditional.nats[0]):.1f} nats" in text
+    marginal = -torch.logsumexp(log_px, dim=0) + np.log(10)  # the total: -log of the mean of p(x | d)
+    assert f"**{float(marginal):.1f} nats**" in text and "averaged over the ten digits" in text
 
 
 # --- receptive fields --------------------------------------------------------------------------
 
 def field_colors(picture: np.ndarray) -> dict[str, np.ndarray]:
-    """Which pixels of app.receptive()'s picture have each of its colours: (28, 28) bool each."""
+    """Which pixels of app.receptive_field()'s picture have each of its colours: (28, 28) bool each."""
     cells = untile(picture, 1, scale=app.ZOOM, rgb=True)[0]
-    colors = {**app.FIELD, "the pixel": app.CURSOR}
+    colors = {**app.FIELD, "the pixel": CURSOR}
     return {part: (cells == color).all(axis=2) for part, color in colors.items()}
 
 
 def test_the_recipe_models_blind_spot_is_shown(weights):
     model_name = str(weights / "recipe-shape")
-    picture, text = app.receptive(model_name, 28, 15)  # row 28, column 15, counted from 1
+    picture, text = app.receptive_field(model_name, 28, 15)  # row 28, column 15, counted from 1
     parts = field_colors(picture)
     assert parts["the pixel"].sum() == 1 and parts["the pixel"][27, 14]
     # The wedge of tests/test_gated.py: d rows up, the columns right of 14 + 3d are blind, for d = 1..4.
@@ -384,7 +429,7 @@ def test_the_recipe_models_blind_spot_is_shown(weights):
 
 
 def test_the_gated_model_has_no_blind_spot(gated_dir):
-    picture, text = app.receptive(gated_dir, 21, 15)
+    picture, text = app.receptive_field(gated_dir, 21, 15)
     parts = field_colors(picture)
     assert not parts["blind spot"].any() and "**No earlier pixel is blind**" in text
     field = pixelcnn.receptive_field(app.get_model(gated_dir), 20, 14).numpy()
@@ -395,7 +440,7 @@ def test_the_gated_model_has_no_blind_spot(gated_dir):
 
 @pytest.mark.parametrize("row, col", [(0, 5), (29, 1), (1.5, 3), (None, 3), ("x", 3)])
 def test_a_pixel_outside_says_why(model_dir, row, col):
-    picture, text = app.receptive(model_dir, row, col)
+    picture, text = app.receptive_field(model_dir, row, col)
     assert picture is None and text.startswith(WARN) and "from 1 to 28" in text
 
 
@@ -433,9 +478,10 @@ def client(server):
 
 
 def drawing_file(path) -> dict:
+    """A picture for the API's drawing (its sketchpads are the page's own)."""
     from gradio_client import handle_file
 
-    return {"background": handle_file(str(path)), "layers": [], "composite": handle_file(str(path))}
+    return handle_file(str(path))
 
 
 def test_client_streams_generation(server, model_dir):
@@ -448,17 +494,19 @@ def test_client_streams_generation(server, model_dir):
     png = httpx.get(frames[-1][0]["url"]).content  # the PNG the page offers for download
     direct = list(app.generate(4, 5, False, 1.0, model_dir))[-1][0]
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), direct)  # PNG keeps every value exactly
+    assert len(frames[-1]) == 4  # the Run for the page's GIF is no output of the API
 
 
 def test_client_completes_and_inspects(client, model_dir):
     *_, (view, completions, seed, status) = client.submit(drawing_file(app.EXAMPLES[1]), 12, 4, 1, False, 1.0,
                                                         model_dir, api_name="/complete")
     assert "Drew" in status
-    digit = app.to_mnist(Image.open(app.EXAMPLES[1]))
+    digit = pixelcnn.from_drawing(Image.open(app.EXAMPLES[1]))
     assert (untile(np.asarray(Image.open(completions)), 4)[:, :12] == digit[:12] * 255).all()
-    *maps, text, posterior = client.predict(drawing_file(app.EXAMPLES[1]), model_dir, api_name="/inspect")
+    *maps, text = client.predict(drawing_file(app.EXAMPLES[1]), model_dir, api_name="/inspect")
     assert "bits per pixel" in text and all(Image.open(m).size == (288, 288) for m in maps)
-    assert posterior is None or not posterior.get("confidences")  # no labels, no digit reading
+    reading = client.predict(drawing_file(app.EXAMPLES[1]), model_dir, api_name="/read_digit")
+    assert reading["label"] == f"{WARN} {app.NO_READING.format(name=model_dir)}"  # no labels, no digit reading
 
 
 def test_client_streams_the_chosen_digit(server, gated_dir):
@@ -480,8 +528,9 @@ def test_client_streams_the_chosen_digit(server, gated_dir):
 
 
 def test_client_reads_the_digit_and_the_receptive_field(client, gated_dir):
-    *_, text, posterior = client.predict(drawing_file(app.EXAMPLES[1]), "tiny-gated", api_name="/inspect")
-    direct = app.inspect_digit(Image.open(app.EXAMPLES[1]), gated_dir)[4]
+    *_, text = client.predict(drawing_file(app.EXAMPLES[1]), "tiny-gated", api_name="/inspect")
+    posterior = client.predict(drawing_file(app.EXAMPLES[1]), "tiny-gated", api_name="/read_digit")
+    direct = app.read_digit(Image.open(app.EXAMPLES[1]), gated_dir)
     got = {c["label"]: c["confidence"] for c in posterior["confidences"]}
     assert got.keys() == direct.keys() and np.allclose([got[k] for k in direct], list(direct.values()))
     assert posterior["label"] == max(direct, key=direct.get) and "reads the drawing as a" in text
@@ -497,9 +546,49 @@ def test_client_gets_messages_not_errors(client, model_dir, tmp_path):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (300, 200), "white").save(blank)
     *_, status = client.predict(drawing_file(blank), 14, 4, 0, False, 1.0, model_dir, api_name="/complete")
-    assert status == f"{WARN} {app.EMPTY}"
-    *_, status, _ = client.predict(drawing_file(blank), model_dir, api_name="/inspect")
-    assert status == f"{WARN} {app.EMPTY}"
+    assert status == f"{WARN} {EMPTY}"
+    *_, status = client.predict(drawing_file(blank), model_dir, api_name="/inspect")
+    assert status == f"{WARN} {EMPTY}"
+
+
+@pytest.mark.parametrize("api_name, args, message", [
+    ("/generate", (1, 1e30, False, 1.0), "greater than maximum value 9223372036854775807"),  # the seed box's check
+    ("/generate", (1, 2**64, False, 1.0), "greater than maximum value 9223372036854775807"),
+    ("/generate", (1, -1e30, False, 1.0), "less than minimum value 0"),
+    ("/generate", (1, 1e308, False, 1.0), "greater than maximum value"),
+    ("/generate", (1e30, 0, False, 1.0), "greater than maximum value 16"),
+    ("/generate", (1, 0, False, 1e30), "greater than maximum value 2"),
+    ("/generate", (2.5, 0, False, 1.0), "number of digits must be a whole number from 1 to 16"),
+    ("/complete", ("drawing", 1e30, 1, 0, False, 1.0), "greater than maximum value 27"),
+    ("/complete", ("drawing", 14, -1e30, 0, False, 1.0), "less than minimum value 1"),
+    ("/complete", ("drawing", 14, 1, 1e30, False, 1.0), "greater than maximum value 9223372036854775807"),
+    ("/receptive_field", (1e30, 3), "greater than maximum value 28"),
+])
+def test_every_number_of_the_api_gets_a_message_whatever_its_size(client, model_dir, api_name, args, message):
+    """Not a cancelled request: numbers too big for 64 bits once ended in an ASGI exception."""
+    from gradio_client.exceptions import AppError
+
+    args = tuple(drawing_file(app.EXAMPLES[1]) if a == "drawing" else a for a in args)
+    args = (model_dir, *args) if api_name == "/receptive_field" else (*args, model_dir)
+    try:
+        result = client.predict(*args, api_name=api_name)
+    except AppError as e:
+        said = str(e)
+    else:
+        said = result[3] if api_name != "/receptive_field" else result[1]
+        assert said.startswith(WARN)
+    assert message in said
+
+
+def test_a_huge_upload_gets_an_answer(client, model_dir, tmp_path):
+    """6000x6000 pixels: the sketchpads and the API hand PIL images to pixelcnn.from_drawing, which shrinks
+    them first (tests/test_drawing.py measures that), not arrays of every pixel."""
+    inputs = [b for b in app.demo.blocks.values() if isinstance(b, (gr.Sketchpad, gr.Image)) and b.interactive is not False]
+    assert {type(b) for b in inputs} == {gr.Sketchpad, gr.Image} and all(b.type == "pil" for b in inputs)
+    big = tmp_path / "big.png"
+    seven(6000).save(big)
+    *_, text = client.predict(drawing_file(big), model_dir, api_name="/inspect")
+    assert "bits per pixel" in text
 
 
 def test_eight_clients_streaming_at_once_all_finish(server, model_dir):
@@ -544,3 +633,61 @@ def test_a_cancelled_stream_stops(server, model_dir, monkeypatch):
     made = len(drawn)
     time.sleep(1)  # a stream still running would make ~5 more frames meanwhile
     assert job.done() and len(drawn) == made < 29, drawn
+
+
+# --- MCP: `python app.py --mcp` -----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_mcp_serves_the_pages_functions_as_tools(weights, tmp_path):
+    """`python app.py --mcp` on 127.0.0.1: the mcp client lists the tools and calls two of them."""
+    import asyncio
+    import base64
+
+    pytest.importorskip("mcp", reason="the mcp client is in requirements-dev.txt")
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), PIXELCNN_APP_FPS="0",
+               GRADIO_TEMP_DIR=str(tmp_path), GRADIO_ANALYTICS_ENABLED="False")
+    log = open(tmp_path / "app.log", "w")
+    server = subprocess.Popen([sys.executable, "app.py", "--mcp", "--model", "tiny", "--weights-dir", str(weights)],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert server.poll() is None, (tmp_path / "app.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "app.py did not answer"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        seven = "data:image/png;base64," + base64.b64encode(Path(app.EXAMPLES[0]).read_bytes()).decode()
+
+        async def use():
+            async with streamable_http_client(f"http://127.0.0.1:{port}/gradio_api/mcp/") as (read, write, *_):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+                    drawn = await session.call_tool("generate", {"n": 2, "seed": 5, "random_seed": False,
+                                                                 "model_name": "tiny", "pace": "fast"})
+                    read_as = await session.call_tool("read_digit", {"drawing": seven, "model_name": "tiny-gated"})
+                    return tools, drawn, read_as
+
+        tools, drawn, read_as = asyncio.run(use())
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    assert {"generate", "complete", "inspect_digit", "read_digit", "receptive_field"} <= tools.keys()
+    assert tools["generate"].description.startswith("Draw new handwritten digits")  # from the docstring
+    assert "how many digits, 1 to 16" in tools["generate"].inputSchema["properties"]["n"]["description"]
+    assert tools["read_digit"].inputSchema["properties"]["drawing"]["type"] == "string"  # a picture's URL
+    text = " ".join(c.text for c in drawn.content if c.type == "text")
+    assert not drawn.isError and "Drew 784 pixels" in text and "2 digits, seed 5" in text and ".png" in text
+    text = " ".join(c.text for c in read_as.content if c.type == "text")
+    expected = app.read_digit(app.EXAMPLES[0], str(weights / "tiny-gated"))
+    assert not read_as.isError and f"'label': '{max(expected, key=expected.get)}'" in text

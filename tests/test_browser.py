@@ -28,6 +28,7 @@ if not CHROMIUM.exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
 
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 import app  # noqa: E402
 import pixelcnn  # noqa: E402
@@ -135,6 +136,10 @@ def test_draw_complete_and_screenshot(page, shots):
     settle(page)
     page.screenshot(path=str(shots / "screenshot.png"), full_page=True)
     assert (shots / "screenshot.png").stat().st_size > 10_000
+    with page.expect_download() as download:  # the run as an animated GIF, made once the stream ended
+        tab.get_by_role("button", name="Download the run as a GIF").click()
+    gif = Image.open(download.value.path())
+    assert gif.format == "GIF" and gif.n_frames == 1 + 28 - 14  # the first frame, then one a row
 
 
 def drawing_row(tab) -> int | None:
