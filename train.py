@@ -58,6 +58,12 @@ def parse_args(argv=None):
                    help="pixelcnn: mask-B layers (6); gated_pixelcnn: gated layers (8)")
     p.add_argument("--n-labels", type=int, default=10, help="gated_pixelcnn: digit labels, 0 for none")
     p.add_argument("--label-dropout", type=float, default=0.2, help="gated_pixelcnn: how often a label is dropped")
+    p.add_argument("--skip", action="store_true", help="gated_pixelcnn: skip connections from every layer to the head")
+    p.add_argument("--n-orientations", type=int, default=1, choices=(1, 4),
+                   help="gated_pixelcnn: 4 to see each digit top, bottom, left or right first (default: %(default)s)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="evaluate and save an exponential moving average of the weights with this decay, e.g. "
+                        "0.999 (default: none)")
     p.add_argument("--evaluate", action="store_true",
                    help="only measure the test loss of OUT/NAME (for a labelled model, also with p(x) marginalised "
                         "over the labels); print it and record it in its metrics.json")
@@ -99,7 +105,7 @@ def model_config(args):
         return config_cls(hidden_channels=args.hidden_channels, kernel_size=args.kernel_size, n_layers=args.n_layers)
     return config_cls(hidden_channels=args.hidden_channels, first_kernel_size=args.first_kernel_size,
                       kernel_size=args.kernel_size, n_layers=args.n_layers, n_labels=args.n_labels,
-                      label_dropout=args.label_dropout)
+                      label_dropout=args.label_dropout, skip=args.skip, n_orientations=args.n_orientations)
 
 
 def main(argv=None) -> int:
@@ -108,7 +114,8 @@ def main(argv=None) -> int:
     try:
         config = model_config(args)
         tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         checkpoint_every=args.checkpoint_every, lr_schedule=args.lr_schedule)
+                         checkpoint_every=args.checkpoint_every, lr_schedule=args.lr_schedule,
+                         ema=args.ema)
     except ValueError as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2

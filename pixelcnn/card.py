@@ -25,9 +25,10 @@ def train_command(name: str, cfg: dict, tc: dict, epochs: int | None = None) -> 
     default_cfg = vars(known[0]()) if known else {}
     for k, v in cfg.items():
         if k != "model_type" and v != default_cfg.get(k):
-            args.append(f"--{k.replace('_', '-')} {v}")
+            args.append(f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')} {v}")  # a flag
     tc = dict(tc, epochs=tc["epochs"] if epochs is None else epochs)
-    for k, default in (("epochs", 10), ("batch_size", 64), ("lr", 1e-3), ("seed", 0), ("lr_schedule", "constant")):
+    for k, default in (("epochs", 10), ("batch_size", 64), ("lr", 1e-3), ("seed", 0), ("lr_schedule", "constant"),
+                         ("ema", 0.0)):
         if tc.get(k, default) != default:
             args.append(f"--{k.replace('_', '-')} {tc[k]}")
     return "python train.py " + " ".join(args)
