@@ -13,6 +13,7 @@
 
 import argparse
 import json
+import math
 import platform
 import sys
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from pixelcnn import load_model, marginal_nats, sample, save_model
+from pixelcnn import label_nats, load_model, sample, save_model
 from pixelcnn.card import RECIPE_TEST_LOSS, model_card
 from pixelcnn.data import load_mnist
 from pixelcnn.plotting import save_grid, save_loss_curve
@@ -247,11 +248,13 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device) -> int:
           f"on {n:,} digits{', with the label dropped' if labelled else ''}, in {result['seconds']:.0f} s")
     if labelled:
         t0 = time.time()
-        marginal = float(marginal_nats(model, images).double().sum()) / (n * pixels)
-        result.update(test_loss_marginal=marginal, marginal_seconds=round(time.time() - t0, 1))
+        per_label = label_nats(model, images).double()  # (n, labels): -log p(x | label), every label in one pass
+        marginal = float((math.log(labelled) - torch.logsumexp(-per_label, dim=1)).sum()) / (n * pixels)
+        given = float(per_label.gather(1, test[1][:, None]).sum()) / (n * pixels)
+        result.update(test_loss_marginal=marginal, test_loss_given=given, marginal_seconds=round(time.time() - t0, 1))
         print(f"{folder}: test loss {marginal:.4f} nats per pixel ({marginal * pixels:.2f} nats per image) "
-              f"with p(x) marginalised over the {labelled} labels (p(label) = 1/{labelled}), "
-              f"in {result['marginal_seconds']:.0f} s")
+              f"with p(x) marginalised over the {labelled} labels (p(label) = 1/{labelled}), and {given:.4f} "
+              f"given each digit's true label, in {result['marginal_seconds']:.0f} s")
     metrics_path = folder / "metrics.json"
     if metrics_path.is_file():
         metrics = json.loads(metrics_path.read_text())

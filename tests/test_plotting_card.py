@@ -1,6 +1,7 @@
 """Image grids and the model card, from made-up inputs; the shipped cards are the card code's."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -156,3 +157,23 @@ def test_the_shipped_cards_are_what_the_card_code_writes_from_their_metrics(name
     if not (folder / "metrics.json").is_file():
         pytest.skip(f"{folder} is not there")
     assert (folder / "README.md").read_text() == model_card(name, json.loads((folder / "metrics.json").read_text()))
+
+
+@pytest.mark.parametrize("labelled", [False, True])
+def test_the_card_carries_the_measured_test_figures_as_hub_model_index(labelled):
+    from huggingface_hub import ModelCard
+
+    metrics = json.loads((WEIGHTS / ("gated-pixelcnn" if labelled else "pixelcnn") / "metrics.json").read_text())
+    metrics["evaluation"] = {"test_loss": 0.0805, "command": "python train.py --evaluate", **(
+        {"test_loss_marginal": 0.0731, "test_loss_given": 0.0712} if labelled else {})}
+    results = ModelCard(model_card("m", metrics)).data.eval_results  # parsed as the Hub parses it
+    got = {(r.metric_name, r.metric_type): r.metric_value for r in results}
+    figures = ({"p(x) marginalised over the labels": 0.0731, "the true label": 0.0712, "label dropped": 0.0805}
+               if labelled else {"-log p(x)": 0.0805})
+    assert len(got) == 3 * len(figures)
+    for what, nats in figures.items():
+        for unit, kind, value in (("nats per pixel", "nll", nats), ("nats per image", "nll", nats * 784),
+                                  ("bits per pixel", "bpd", nats / math.log(2))):
+            [v] = [v for (name, k), v in got.items() if what in name and unit in name and k == kind]
+            assert v == pytest.approx(value, rel=1e-5)
+    assert all(r.dataset_type == "mnist" and r.dataset_split.startswith("test") for r in results)

@@ -17,6 +17,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import train
+import pixelcnn
 from pixelcnn import PixelCNN, PixelCNNConfig, load_model, marginal_nats, save_model
 from pixelcnn.data import load_mnist
 from pixelcnn.gated import GatedPixelCNN, GatedPixelCNNConfig
@@ -448,6 +449,9 @@ def test_trains_the_gated_model_and_resumes_it_exactly(tiny_mnist, tmp_path, kil
     assert ev["test_loss_marginal"] == pytest.approx(expected, rel=1e-6)
     assert f"test loss {expected:.4f} nats per pixel" in out and "marginalised over the 10 labels" in out
     assert f"**{expected:.4f}**" in (ref / "weights" / "gated" / "README.md").read_text()
+    images, labels = load_mnist(tiny_mnist, train=False)
+    given = float(pixelcnn.surprise(model, images[:256], label=labels[:256]).nats.double().mean()) / 784
+    assert ev["test_loss_given"] == pytest.approx(given, rel=1e-5) and f"{given:.4f} given" in out
 
     # Killed mid-run and resumed: label dropout and the learning rate depend on the step alone,
     # so the resumed run ends on exactly the same weights.
