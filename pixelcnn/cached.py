@@ -246,7 +246,7 @@ class GatedPixelCNNCache:
 
     def __init__(self, model, n: int, height: int, width: int, label=None, orientation=0):
         if model.config.skip:
-            raise NotImplementedError("the cached sampler does not yet take skip connections")
+            raise ValueError("GatedPixelCNNCache does not take skip connections (GatedPixelCNN.step_cache falls back)")
         device = model.head[-1].weight.device
         conditions = model.conditions(label, orientation, n, device)  # raises on a label the model cannot take
         self.model, self.label, self.orientation, self.n, self.width = model, label, orientation, n, width

@@ -173,9 +173,7 @@ class MixtureSteps:
         self.labels = None
 
     def _draw_labels(self) -> None:
-        post = np.exp(self.loglik - self.loglik.max(1, keepdims=True))
-        cdf = np.cumsum(post / post.sum(1, keepdims=True), axis=1)
-        self.labels = np.minimum((cdf < self.uniforms[:, None]).sum(1), self.l - 1)  # (n,) inverse CDF
+        self.labels = _labels_from(self.loglik, self.uniforms)
         self.select = self.rows + self.labels
 
     def begin(self, x: torch.Tensor, k: int) -> np.ndarray:
@@ -204,6 +202,28 @@ class MixtureSteps:
     def shown(self, p: int) -> np.ndarray:
         """The mixture's logit of P(pixel p = 1 | pixels before it), after put(p)."""
         return self.last
+
+
+def _labels_from(log_lik: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """(n,) labels drawn from the posteriors softmax(log_lik) (n, L), by inverse CDF at the uniforms (n,)."""
+    post = np.exp(log_lik - log_lik.max(1, keepdims=True))
+    cdf = np.cumsum(post / post.sum(1, keepdims=True), axis=1)
+    return np.minimum((cdf < uniforms[:, None]).sum(1), log_lik.shape[1] - 1)
+
+
+@torch.no_grad()
+def _prefix_log_lik(model, x: torch.Tensor, k: int, orientation: int) -> np.ndarray:
+    """(B, L) log p(the first k pixels of each image | label), for every label in one pass."""
+    b, _, _, w = x.shape
+    n = n_labels(model)
+    if k == 0:
+        return np.zeros((b, n))
+    rows = (k - 1) // w + 1  # a causal model's logits there see only these rows
+    device = next(model.parameters()).device
+    z = _forward(model, x[:, :, :rows].repeat_interleave(n, dim=0).to(device), torch.arange(n, device=device)
+                 .repeat(b), orientation).float().cpu().reshape(b, n, -1)[..., :k]
+    bits = x.reshape(b, -1)[:, None, :k].expand_as(z)
+    return (-F.binary_cross_entropy_with_logits(z.double(), bits.double(), reduction="none")).sum(-1).numpy()
 
 
 # ---- the loop ----
@@ -240,6 +260,7 @@ class _Drawing:
         n, _, h, w = x.shape
         hw = h * w
         self.shards, self.start, self.hw = shards, start, hw
+        self.labels = None  # (N,) the labels drawn before the drawing began, if drawn so
         self.given = x.reshape(n, hw).T.numpy() > 0.5  # (HW, N)
         self.bits = np.zeros((hw, n), bool)
         self.bits[:start] = self.given[:start]
@@ -289,25 +310,35 @@ def _workers() -> ThreadPoolExecutor:
     return _pool
 
 
-def _shards(n: int, shards: int | None) -> list[slice]:
-    """How the batch is split: in two halves from SHARD_MIN images on, where there are two cores."""
+def _shards(n: int, shards: int | None, rows_per_image: int = 1) -> list[slice]:
+    """How the batch is split: in two halves from SHARD_MIN rows on (images x rows each), where there are two cores."""
     if shards is None:
-        shards = 2 if n >= SHARD_MIN and (os.cpu_count() or 1) >= 2 else 1
+        shards = 2 if n * rows_per_image >= SHARD_MIN and (os.cpu_count() or 1) >= 2 else 1
     shards = max(1, min(_whole("shards", shards, 1), n))
     bounds = np.linspace(0, n, shards + 1).round().astype(int)
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _make_drawing(model, x, start, thresholds, known, label, orientation, plain, uniforms, shards):
-    """A _Drawing of x (N, 1, H, W) in the model's frame, one StepCache per shard."""
+def _make_drawing(model, x, start, thresholds, known, label, orientation, plain, uniforms, shards,
+                  mixture_steps=False):
+    """A _Drawing of x (N, 1, H, W) in the model's frame, one StepCache per shard.
+
+    For label=None on a labelled model, each image's label is drawn from its posterior given the
+    first `start` pixels; with mixture_steps, by MixtureSteps, which also gives the mixture's
+    probabilities of every pixel (at the cost of every label's pass); else from one pass first.
+    """
     n, _, h, w = x.shape
     mixture, label = _label(model, label)
+    drawn = None
+    if mixture and not mixture_steps:
+        drawn = label = torch.from_numpy(_labels_from(_prefix_log_lik(model, x, start, orientation), uniforms))
+        mixture = False
     if not mixture and label is not None:
         label_t = torch.as_tensor(label)
         if label_t.dim() == 1 and len(label_t) != n:
             raise ValueError(f"label must be an int or a ({n},) tensor, got shape {tuple(label_t.shape)}")
     parts = []
-    for cols in _shards(n, shards):
+    for cols in _shards(n, shards, n_labels(model) if mixture else 1):
         m = cols.stop - cols.start
         own = label if (label is None or torch.as_tensor(label).dim() == 0) else torch.as_tensor(label)[cols]
 
@@ -316,10 +347,14 @@ def _make_drawing(model, x, start, thresholds, known, label, orientation, plain,
 
         steps = MixtureSteps(make, m, n_labels(model), uniforms[cols]) if mixture else make(m, own)
         parts.append((steps, cols))
-    return _Drawing(parts, x, start, thresholds, known)
+    drawing = _Drawing(parts, x, start, thresholds, known)
+    drawing.labels = drawn
+    return drawing
 
 
 def _drawn_labels(drawing: _Drawing) -> torch.Tensor | None:
+    if drawing.labels is not None:
+        return drawing.labels.long()
     labels = [getattr(s, "labels", None) for s, _ in drawing.shards]
     return None if labels[0] is None else torch.from_numpy(np.concatenate(labels)).long()
 
@@ -361,7 +396,7 @@ def _start(n, prefix, rows, pixels, image_size) -> tuple[torch.Tensor, int]:
 
 
 def _stream(model, n, seed, prefix, rows, pixels, temperature, label, every, image_size, plain, orientation=0,
-            shards=None):
+            shards=None, mixture_steps=False):
     n = _whole("n", n, 1)
     every = _whole("every", every, 1)
     temperature = _temperature(temperature)
@@ -372,7 +407,7 @@ def _stream(model, n, seed, prefix, rows, pixels, temperature, label, every, ima
     x.view(n, -1)[:, k:] = 0  # only the given pixels, in the drawing's order
     thresholds = _thresholds(n, h, w, seed, temperature)
     drawing = _make_drawing(model, x, k, thresholds, None, label, orientation, plain, _label_uniforms(seed, n),
-                            shards)
+                            shards, mixture_steps)
     for position in drawing.frames(every):
         yield _frame(drawing, position, (n, h, w), orientation)
 
@@ -408,12 +443,14 @@ def sample_stream(model, n: int, seed: int = 0, prefix: torch.Tensor | None = No
         SampleStep(images, position, probs, labels): first with the given pixels only, then
         after every `every` drawn pixels, and always at the end (position == H * W), once.
         probs are the model's own (temperature 1), for given and drawn pixels alike: for
-        label=None on a labelled model, the mixture's. labels: the labels drawn, for label=None.
+        label=None on a labelled model, the mixture's, which costs every label's pass (sample,
+        which shows no probabilities, draws the same images at the cost of one label's).
+        labels: the labels drawn, for label=None.
     Raises:
         ValueError, at the call, for a bad n, prefix, rows, pixels, temperature, every or label.
     """
     stream = _stream(model, n, seed, prefix, rows, pixels, temperature, label, every, image_size, False,
-                     orientation, shards)
+                     orientation, shards, mixture_steps=True)
     return _checked(stream)
 
 
@@ -521,14 +558,8 @@ def _complete(model, n, image, known, seed, temperature, label, candidates, ever
     mixture, lab = _label(model, label)
     u = _label_uniforms(seed, total + n)
     if mixture:  # each candidate's label from its posterior given the known pixels before position k
-        z = _forward(model, x.repeat_interleave(n_labels(model), dim=0) * kn.repeat_interleave(n_labels(model), 0),
-                     torch.arange(n_labels(model)).repeat(groups), o).detach().float().cpu()
-        bits = x.reshape(groups, -1)[:, :k]
-        ll = -F.binary_cross_entropy_with_logits(z.reshape(groups, n_labels(model), -1)[..., :k].double(),
-                                                 bits[:, None].double().expand(-1, n_labels(model), -1),
-                                                 reduction="none").sum(-1)  # (groups, L)
-        cdf = torch.softmax(ll, dim=1).cumsum(1).numpy()[group_of.numpy()]  # (total, L)
-        lab = torch.from_numpy(np.minimum((cdf < u[:total, None]).sum(1), n_labels(model) - 1)).long()
+        log_lik = _prefix_log_lik(model, x, k, o)  # (groups, L)
+        lab = torch.from_numpy(_labels_from(log_lik[group_of.numpy()], u[:total]))
     elif lab is not None and torch.as_tensor(lab).dim() == 1:
         lab = torch.as_tensor(lab)
         if len(lab) != n or groups == 1 and not bool((lab == lab[0]).all()):
