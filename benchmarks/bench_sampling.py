@@ -5,9 +5,11 @@
     python benchmarks/bench_sampling.py --plain-pixels 112   # plain: time 112 pixels, scale to 784
     python benchmarks/bench_sampling.py --random gated_pixelcnn             # a random model of the default config
     python benchmarks/bench_sampling.py --model pixelcnn --random gated_pixelcnn   # side by side
+    python benchmarks/bench_sampling.py --big 256            # also 256 digits on one thread and on two
 
 Prints a markdown table: one digit, and 16 digits at once, in milliseconds, with the ratio,
-for each model. It also checks that both samplers draw the same pixels.
+for each model, and 256 digits drawn by one thread or split over two (--big). It also checks
+that the samplers draw the same pixels.
 """
 
 import argparse
@@ -40,6 +42,8 @@ def parse_args(argv=None):
                         "(each pixel costs it one full pass, whatever the pixel)")
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 16], help="digits drawn at once (default: 1 16)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
+    p.add_argument("--big", type=int, default=256,
+                   help="digits of the two-core table: one shard against two, side by side (0: skip it)")
     args = p.parse_args(argv)
     if args.repeats < 1 or args.plain_repeats < 1 or not 1 <= args.plain_pixels <= 784 or min(args.sizes) < 1:
         p.error("--repeats and --plain-repeats must be >= 1, --plain-pixels in 1..784, --sizes >= 1")
@@ -101,7 +105,26 @@ def main(argv=None) -> int:
         print(f"| {name} | {n} | {plain_ms:,.0f} | {cached_ms:,.1f} | {plain_ms / cached_ms:,.0f}x | {plain_cpu:,.0f} "
               f"| {cached_cpu:,.1f} | {'yes' if same else 'NO'} |")
     print("\nms: wall-clock time for the whole batch; CPU: summed over all threads of this process")
-    return 0 if all(row[-1] for row in rows) else 1
+    same = all(row[-1] for row in rows)
+    if args.big:
+        print(f"\n{args.big} digits at once, the batch drawn by one thread or split over two (median of "
+              f"{args.repeats}, interleaved)\n")
+        print("| model | one thread (ms) | two threads (ms) | speed-up | same pixels |")
+        print("| :--- | ---: | ---: | ---: | :---: |")
+        for model, name in models:
+            kw = dict(seed=0, label=args.label)
+            times = {1: [], 2: []}
+            out = {}
+            for _ in range(args.repeats):
+                for shards in (1, 2):  # interleaved, so that a change in the machine's load hits both
+                    t0 = time.perf_counter()
+                    out[shards] = pixelcnn.sample(model, args.big, shards=shards, **kw)
+                    times[shards].append((time.perf_counter() - t0) * 1e3)
+            one, two = statistics.median(times[1]), statistics.median(times[2])
+            equal = torch.equal(out[1], out[2])
+            same = same and equal
+            print(f"| {name} | {one:,.0f} | {two:,.0f} | {one / two:.2f}x | {'yes' if equal else 'NO'} |")
+    return 0 if same else 1
 
 
 if __name__ == "__main__":
