@@ -1,6 +1,6 @@
 """PixelCNN on binarized MNIST: masked convolutions, models, sampling, data, weights and Hub I/O, drawings."""
 
-from .drawing import DrawingError, from_drawing
+from .drawing import DrawingError, from_drawing, from_marked_drawing
 from .layers import MaskedConv2d, causal_mask
 from .gated import GatedPixelCNN, GatedPixelCNNConfig
 from .model import PixelCNN, PixelCNNConfig
@@ -15,4 +15,5 @@ __all__ = ["MaskedConv2d", "causal_mask", "PixelCNN", "PixelCNNConfig", "GatedPi
            "sample_plain", "sample_stream", "SampleStep", "probabilities", "surprise", "Surprise",
            "label_nats", "marginal_nats", "orders_nats", "DROPPED", "complete", "complete_stream",
            "best_orientation", "ORIENTATIONS", "orient", "unorient",
-           "ModelLoadError", "list_models", "load_model", "save_model", "from_drawing", "DrawingError"]
+           "ModelLoadError", "list_models", "load_model", "save_model", "from_drawing", "from_marked_drawing",
+           "DrawingError"]

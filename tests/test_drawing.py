@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 
 import pixelcnn
 from pixelcnn import DrawingError, from_drawing
-from pixelcnn.drawing import EMPTY, MAX_SIDE, THIN, shrink, to_rgba
+from pixelcnn.drawing import EMPTY, MARK, MARK_OPACITY, MAX_SIDE, THIN, frame_of, from_marked_drawing, shrink, to_rgba
 
 
 def seven(size: int = 400, width: int = 40, ink=(0, 0, 0, 255), paper=(255, 255, 255, 255)) -> Image.Image:
@@ -127,3 +127,80 @@ def test_unusable_drawings_say_why(image, message):
 
 def test_the_package_exports_it():
     assert pixelcnn.from_drawing is from_drawing and issubclass(pixelcnn.DrawingError, ValueError)
+
+
+# --- a region marked to redraw -----------------------------------------------------------------
+
+def marked(image: Image.Image, box, opacity: float = MARK_OPACITY) -> Image.Image:
+    """The picture with the marker painted over a rectangle, as the sketchpad's translucent brush paints it."""
+    layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    ImageDraw.Draw(layer).rectangle(box, fill=(*MARK, round(255 * opacity)))
+    return Image.alpha_composite(image, layer)
+
+
+def frame_box(frame, top: int, left: int, bottom: int, right: int) -> tuple[float, float, float, float]:
+    """The picture's rectangle (x0, y0, x1, y1, inclusive) under frame pixels top..bottom-1, left..right-1."""
+    t, l, k = frame
+    return (l + left * k, t + top * k, l + right * k - 1, t + bottom * k - 1)
+
+
+def test_a_marked_region_lands_on_the_pixels_it_covers():
+    """The marker over the picture's square under frame pixels 7..20 marks exactly the central 14x14 hole,
+    and the ink under it still counts: the digit is the one drawn, wherever the frame lies."""
+    for image in (seven(), seven(1000, width=90), seven(250, width=25)):
+        digit, frame = from_drawing(image), frame_of(image)
+        hole = np.zeros((28, 28), bool)
+        hole[7:21, 7:21] = True
+        got, region = from_marked_drawing(marked(image, frame_box(frame, 7, 7, 21, 21)))
+        np.testing.assert_array_equal(got, digit)  # the mark moved nothing
+        np.testing.assert_array_equal(region, hole)
+        # a mark past the digit's 20x20 box, in the frame's margin: its bottom left corner
+        _, region = from_marked_drawing(marked(image, frame_box(frame, 22, 0, 28, 6)))
+        expected = np.zeros((28, 28), bool)
+        expected[22:, :6] = True
+        np.testing.assert_array_equal(region, expected)
+
+
+def test_the_ink_under_the_marker_is_read_back_whatever_the_overlap():
+    image = seven()
+    digit, frame = from_drawing(image), frame_of(image)
+    twice = marked(marked(image, frame_box(frame, 10, 0, 28, 28)), frame_box(frame, 14, 0, 28, 28))  # overlapping
+    got, region = from_marked_drawing(twice)
+    np.testing.assert_array_equal(got, digit)
+    assert region[10:].all() and not region[:10].any()
+    assert frame_of(twice) == frame
+
+
+def test_a_mark_can_be_a_second_picture():
+    """A mask, white where to redraw on black (or strokes on a clear picture), the drawing's size or 28x28."""
+    image = seven()
+    frame = frame_of(image)
+    hole = np.zeros((28, 28), bool)
+    hole[7:21, 7:21] = True
+    white_on_black = Image.new("L", image.size, 0)
+    ImageDraw.Draw(white_on_black).rectangle(frame_box(frame, 7, 7, 21, 21), fill=255)
+    clear = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    ImageDraw.Draw(clear).rectangle(frame_box(frame, 7, 7, 21, 21), fill=(0, 128, 255, 255))
+    for mark in (white_on_black, clear, hole, hole.astype(np.uint8) * 255):
+        got, region = from_marked_drawing(image, mark)
+        np.testing.assert_array_equal(got, from_drawing(image))
+        np.testing.assert_array_equal(region, hole)
+    with pytest.raises(DrawingError, match=r"size \(400x400\) or 28x28, got 300x200"):
+        from_marked_drawing(image, Image.new("L", (300, 200)))
+
+
+def test_only_the_markers_colour_is_a_mark():
+    """A red or orange pen is ink, not a mark; a pixel of the marker over a clear canvas leaves nothing under it."""
+    for pen in ((220, 30, 30, 255), (255, 140, 40, 255), (20, 40, 200, 255)):
+        image = seven(ink=pen)
+        digit, region = from_marked_drawing(image)
+        np.testing.assert_array_equal(digit, from_drawing(image))
+        assert not region.any()
+    on_clear = seven(paper=(0, 0, 0, 0))
+    layer = Image.new("RGBA", on_clear.size, (0, 0, 0, 0))
+    ImageDraw.Draw(layer).rectangle((0, 200, 399, 399), fill=(*MARK, round(255 * MARK_OPACITY)))
+    digit, region = from_marked_drawing(Image.alpha_composite(on_clear, layer))
+    np.testing.assert_array_equal(digit, from_drawing(on_clear))
+    assert region[20:].all()
+    with pytest.raises(DrawingError, match="empty"):  # the marker alone is no drawing
+        from_marked_drawing(marked(Image.new("RGBA", (400, 400), "white"), (100, 100, 300, 300)))
