@@ -256,11 +256,11 @@ class _Drawing:
     """
 
     def __init__(self, shards: list[tuple[StepCache, slice]], x: torch.Tensor, start: int,
-                 thresholds: np.ndarray, known: np.ndarray | None):
+                 thresholds: np.ndarray, known: np.ndarray | None, labels: torch.Tensor | None = None):
         n, _, h, w = x.shape
         hw = h * w
         self.shards, self.start, self.hw = shards, start, hw
-        self.labels = None  # (N,) the labels drawn before the drawing began, if drawn so
+        self.labels = labels  # (N,) the labels drawn before the drawing began, if drawn so
         self.given = x.reshape(n, hw).T.numpy() > 0.5  # (HW, N)
         self.bits = np.zeros((hw, n), bool)
         self.bits[:start] = self.given[:start]
@@ -333,23 +333,21 @@ def _make_drawing(model, x, start, thresholds, known, label, orientation, plain,
     if mixture and not mixture_steps:
         drawn = label = torch.from_numpy(_labels_from(_prefix_log_lik(model, x, start, orientation), uniforms))
         mixture = False
-    if not mixture and label is not None:
-        label_t = torch.as_tensor(label)
-        if label_t.dim() == 1 and len(label_t) != n:
-            raise ValueError(f"label must be an int or a ({n},) tensor, got shape {tuple(label_t.shape)}")
+    per_image = label is not None and not mixture and torch.as_tensor(label).dim() == 1
+    if per_image and len(label) != n:
+        raise ValueError(f"label must be an int or a ({n},) tensor, got shape {tuple(torch.as_tensor(label).shape)}")
+
+    def make(rows, lab):
+        return _step_cache(model, rows, h, w, lab, orientation, plain)
+
     parts = []
     for cols in _shards(n, shards, n_labels(model) if mixture else 1):
-        m = cols.stop - cols.start
-        own = label if (label is None or torch.as_tensor(label).dim() == 0) else torch.as_tensor(label)[cols]
-
-        def make(rows, lab):
-            return _step_cache(model, rows, h, w, lab, orientation, plain)
-
-        steps = MixtureSteps(make, m, n_labels(model), uniforms[cols]) if mixture else make(m, own)
+        if mixture:
+            steps = MixtureSteps(make, cols.stop - cols.start, n_labels(model), uniforms[cols])
+        else:
+            steps = make(cols.stop - cols.start, torch.as_tensor(label)[cols] if per_image else label)
         parts.append((steps, cols))
-    drawing = _Drawing(parts, x, start, thresholds, known)
-    drawing.labels = drawn
-    return drawing
+    return _Drawing(parts, x, start, thresholds, known, drawn)
 
 
 def _drawn_labels(drawing: _Drawing) -> torch.Tensor | None:
