@@ -9,7 +9,8 @@ for, and which earlier pixels each pixel's probability depends on.
     GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=8080 python app.py
     PIXELCNN_APP_FPS=0 python app.py     # the normal pace: as fast as the model draws (tests, benchmarks)
 
-The drawing-to-digit conversion is pixelcnn.from_drawing, the pictures pixelcnn.plotting's.
+The drawing-to-digit conversion is pixelcnn.from_drawing (from_marked_drawing for a region marked
+to redraw), the pictures pixelcnn.plotting's, the texts and the completion's choices pixelcnn.page's.
 """
 
 import argparse
@@ -29,9 +30,10 @@ import numpy as np
 import torch
 
 import pixelcnn
-from pixelcnn import ModelLoadError
-from pixelcnn.drawing import SIDE
-from pixelcnn.plotting import CURSOR, PAD, VIRIDIS, beside, binary_rgb, colorize, gif, kept_view, mark_progress, tile
+from pixelcnn import ModelLoadError, page
+from pixelcnn.page import KEEPS, digit_posterior, digits_picture, drawing_order, heat_picture
+from pixelcnn.drawing import MARK_HEX, MARK_OPACITY, SIDE
+from pixelcnn.plotting import CURSOR, PAD, VIRIDIS, beside, binary_rgb, colorize, gif, kept_view, tile
 from pixelcnn.weights import DEFAULT_MODEL
 
 MODEL = os.environ.get("PIXELCNN_MODEL", DEFAULT_MODEL)  # a folder in weights/, a folder, or a Hub repo id
@@ -43,6 +45,8 @@ MAX_SEED = 2**63 - 1
 ZOOM = 10  # one digit's pictures are upscaled this much
 CANVAS = 400  # the sketchpad, in pixels
 BRUSH = 20  # brush radius: strokes about a tenth of a digit's height, as in MNIST
+CANDIDATES = 128  # completions drawn to resample from, where the kept pixels do not all come first
+MAX_CANDIDATES = 512
 SURPRISE_MAX = 4.6  # nats where the surprise colours saturate (p = 0.01)
 ANY = "any"  # the digit choice of a labelled model that asks for no digit in particular
 DIGITS = [ANY, *(str(d) for d in range(10))]
@@ -66,10 +70,24 @@ BRUSH_ON = """() => {
     });
     pick();
     new MutationObserver(pick).observe(document.body, {childList: true, subtree: true});
+    // The marker paints on a layer of its own, over the digit's (a stroke replaces what is under it in its
+    // layer): picking a colour picks its layer, the ink's first, the marker's second, then closes the colours
+    // as a click beside them would (left open, the next strokes on the new layer keep only the last).
+    document.addEventListener('click', event => {
+        const swatch = event.target.closest('.marker menu.swatch button.color');
+        if (!swatch) return;
+        const pad = swatch.closest('.marker');
+        const layer = `layer-${[...swatch.parentElement.children].indexOf(swatch) + 1}`;
+        const close = () => setTimeout(() => document.body.dispatchEvent(new MouseEvent('mousedown', {bubbles: true})));
+        const choose = () => { pad.querySelector(`button[aria-label="${layer}"]`)?.click(); close(); };
+        setTimeout(() => {
+            if (pad.querySelector(`button[aria-label="${layer}"]`)) return choose();
+            pad.querySelector('button.layer-title-button')?.click();  // the list of layers opens first
+            setTimeout(choose, 50);
+        });
+    }, true);
 }"""
 
-NOTHING_KEPT = ("Nothing to complete: the top {rows} rows of the digit, above the orange line, are blank. "
-                "Move the slider to keep more rows, or use Generate to draw digits from scratch.")
 NO_LABELS = "The model {name} has no labels: choose “any” digit, or a labelled model."
 NO_READING = "The model {name} has no labels: it cannot tell which digit a drawing is."
 PACES = ["slow", "normal", "fast"]
@@ -204,53 +222,45 @@ def save_gif(frames: list[np.ndarray], fps: float, name: str) -> str:
 
 
 class Run(NamedTuple):
-    """What a finished run leaves for its GIF: its last frame, each frame's position, how it was drawn."""
+    """What a finished run leaves for its GIF: every frame it streamed, and how they are drawn."""
 
-    last: pixelcnn.SampleStep
-    positions: list[int]
-    rows: int  # kept rows, under which a line is drawn
+    steps: list[pixelcnn.SampleStep]
+    order: np.ndarray  # page.drawing_order's: when each pixel was drawn, -1 where kept
+    given: np.ndarray | None  # (28, 28): the kept pixels' values
     fps: float
     name: str  # the GIF's name
 
 
-def digits_of(step: pixelcnn.SampleStep, rows: int) -> np.ndarray:
-    """A frame's digits: the pixels not drawn yet grey, the next one red, a line under the `rows` kept rows."""
-    return tile(mark_progress(binary_rgb(step.images[:, 0].numpy()), step.position), cut=rows)
+def run(steps: Iterator[pixelcnn.SampleStep], fps: float, known: np.ndarray | None, given: np.ndarray | None,
+        name: str, heat: bool, candidates: int | None = None) -> Iterator[tuple]:
+    """A run's frames at its pace: (digits, heatmap if asked for, status, None), the last with its Run.
 
-
-def heat_of(step: pixelcnn.SampleStep, rows: int) -> np.ndarray:
-    """A frame's heatmap: the probability with which each pixel drawn so far got its value."""
-    return tile(colorize(step.probs[:, 0].numpy()), cut=rows)
-
-
-def run(steps: Iterator[pixelcnn.SampleStep], fps: float, rows: int, name: str, heat: bool) -> Iterator[tuple]:
-    """A run's frames at its pace: (digits, heatmap if asked for, status, None), the last with its Run."""
-    positions, t0, total = [], time.perf_counter(), SIDE * SIDE
+    candidates: how many completions are drawn to resample from, where the completion resamples.
+    """
+    shown, t0, total = [], time.perf_counter(), SIDE * SIDE
     for step in paced(steps, fps):
-        positions.append(step.position)
-        pictures = digits_of(step, rows), heat_of(step, rows) if heat else None
+        if not shown:  # the model's order is known from the first frame on
+            order = drawing_order(step.orientation, known)
+            candidates = candidates if step.ess is not None else None
+        shown.append(step)
+        pictures = digits_picture(step, order, given), heat_picture(step, order) if heat else None
         if step.position < total:
-            row = step.position // SIDE + 1
-            yield *pictures, f"Drawing row {row} of {SIDE} (pixel {step.position:,} of {total:,})", None
-    status = f"Drew {total - rows * SIDE:,} pixels in {time.perf_counter() - t0:.1f} s."
-    yield *pictures, status, Run(step, positions, rows, fps, name)
+            yield *pictures, page.progress(step.position, step.orientation, candidates), None
+    each = f" in each of {candidates} candidates" if candidates else ""
+    status = f"Drew {int((order >= 0).sum()):,} pixels{each} in {time.perf_counter() - t0:.1f} s."
+    yield *pictures, status, Run(shown, order, given, fps, name)
 
 
 def take_home(kept: dict) -> str | None:
     """The GIF of the run that generate or complete left in `kept` (None if it was stopped or said why not).
 
-    It is made after the stream, from the run's last frame: each frame is the last one with the
-    pixels from its position on not drawn yet, since a drawn pixel never changes.
+    It is made after the stream, from the frames it streamed: the digits beside their heatmap.
     """
     finished = kept.pop("run", None)
     if finished is None:
         return None
-    frames = []
-    for position in finished.positions:
-        probs = finished.last.probs.clone()  # (n, 1, 28, 28)
-        probs.view(len(probs), -1)[:, position:] = math.nan
-        step = finished.last._replace(position=position, probs=probs)
-        frames.append(beside(digits_of(step, finished.rows), heat_of(step, finished.rows)))
+    frames = [beside(digits_picture(step, finished.order, finished.given), heat_picture(step, finished.order))
+              for step in finished.steps]
     return save_gif(frames, finished.fps, finished.name)
 
 
@@ -289,31 +299,49 @@ def generate(n: int, seed: float, random_seed: bool, temperature: float, model_n
         yield None, None, gr.skip(), f"⚠️ {e}"  # gr.skip(): the seed box keeps what was typed
         return
     done = f" {n} digit{'s' * (n > 1)}{as_digit(label, n)}, seed {used}, temperature {temperature:g}."
-    for digits, heat, status, finished in run(steps, fps, 0, f"digits-seed{used}", heat=True):
+    for digits, heat, status, finished in run(steps, fps, None, None, f"digits-seed{used}", heat=True):
         if finished:
             kept["run"] = finished
         yield digits, heat, used, status + done * bool(finished)
 
 
-def preview(drawing, rows: int) -> tuple[np.ndarray | None, str]:
-    """The digit the model would see, with the cut under the kept rows; or why there is none."""
+def pick_keep(keep) -> str:
+    """What a completion keeps: one of KEEPS, or an InputError that lists them."""
+    if keep not in KEEPS:
+        raise InputError(f"What to keep must be one of {', '.join(KEEPS)}, got {keep!r}.")
+    return keep
+
+
+def kept_of(drawing, keep, lines, mark=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the digit, the pixels a completion keeps, the marked region), each (28, 28), from the page's choices."""
+    digit, marked = pixelcnn.from_marked_drawing(drawing, mark)
+    keep = pick_keep(keep)
+    lines = whole("number of kept rows or columns", lines, 1, SIDE - 1)
+    return digit, page.kept_pixels(keep, lines, marked), marked
+
+
+def preview(drawing, keep: str, lines: int) -> tuple[np.ndarray | None, str]:
+    """The digit the model would see, the part to redraw dimmed; or why there is none."""
     try:
-        digit = pixelcnn.from_drawing(drawing)
-        rows = whole("number of kept rows", rows, 1, SIDE - 1)
+        digit, kept, marked = kept_of(drawing, keep, lines)
     except ValueError as e:  # DrawingError, InputError
         return None, f"⚠️ {e}"
-    if not digit[:rows].any():
-        return kept_view(digit, rows, ZOOM), f"⚠️ {NOTHING_KEPT.format(rows=rows)}"
-    return kept_view(digit, rows, ZOOM), f"The model keeps the top {rows} rows and redraws the rest."
+    why = page.cannot_complete(digit, kept, keep, lines)
+    return kept_view(digit, kept, ZOOM), f"⚠️ {why}" if why else page.preview_text(keep, lines, kept, marked)
 
 
-def complete(drawing, rows: int, n: int, seed: float, random_seed: bool, temperature: float, model_name: str,
-             digit: str = ANY, pace: str = "normal", kept: dict | None = None) -> Iterator[tuple]:
-    """Finish a half-drawn digit: keep the top rows of a drawing and let the PixelCNN draw the rest, n ways.
+def complete(drawing, keep: str, lines: int, n: int, seed: float, random_seed: bool, temperature: float,
+             model_name: str, digit: str = ANY, pace: str = "normal", candidates: int = CANDIDATES, mark=None,
+             kept: dict | None = None) -> Iterator[tuple]:
+    """Finish a digit from any side, or redraw a marked part of it: the PixelCNN draws the rest, n ways.
 
     Args:
         drawing: a picture of one digit (dark on light or light on dark, any size); it is prepared like MNIST.
-        rows: how many of the digit's 28 rows to keep, 1 to 27.
+            For keep="marked", the part to redraw may be painted on it with the orange marker (#ff6000 at half
+            opacity, so that the ink under it shows), or given as `mark`.
+        keep: what to keep: "top", "bottom", "left" or "right" (that many rows or columns), or "marked" (all
+            but the marked part).
+        lines: how many rows (top, bottom) or columns (left, right) to keep, 1 to 27.
         n: how many completions, 1 to 16.
         seed: a whole number from 0 to 2**63 - 1; the same seed and settings draw the same completions.
         random_seed: if true, a fresh seed is drawn (and returned) instead.
@@ -321,49 +349,45 @@ def complete(drawing, rows: int, n: int, seed: float, random_seed: bool, tempera
         model_name: one of the page's models (the choices of its picker).
         digit: "any", or for a labelled model "0" to "9", the digit to finish the drawing as.
         pace: "slow" (slow motion), "normal" (about 20 frames a second) or "fast" (as fast as the model draws).
+        candidates: where kept pixels come after the part to redraw in the model's order, it draws this many
+            completions (16 to 512) and resamples n of them by how well they fit; more fit better, and take longer.
+        mark: for keep="marked", optionally a mask of the part to redraw instead of the marker: white where to
+            redraw on black, the size of the drawing or 28x28 (the model's frame).
         kept: the page's gr.State: the finished run is left in it for take_home (not an input of the API).
     Returns:
-        the digit as the model sees it, the kept rows above an orange line; the completions as a PNG; the seed used;
-        a status line.
+        the digit as the model sees it, the part to redraw dimmed; the completions as a PNG; the seed used;
+        a status line, which says how many candidates counted where it resampled.
     """
     kept = {} if kept is None else kept
     kept.pop("run", None)  # a run stopped before its end leaves no GIF
     try:
-        image = pixelcnn.from_drawing(drawing)  # (28, 28)
-        rows = whole("number of kept rows", rows, 1, SIDE - 1)
-        view = kept_view(image, rows, ZOOM)
-        if not image[:rows].any():
-            yield view, None, gr.skip(), f"⚠️ {NOTHING_KEPT.format(rows=rows)}"
+        image, known, _ = kept_of(drawing, keep, lines, mark)  # (28, 28) each
+        view = kept_view(image, known, ZOOM)
+        why = page.cannot_complete(image, known, keep, lines)
+        if why:
+            yield view, None, gr.skip(), f"⚠️ {why}"
             return
         n = whole("number of completions", n, 1, MAX_DIGITS)
+        candidates = whole("number of candidates", candidates, MAX_DIGITS, MAX_CANDIDATES)  # at least n
         used = pick_seed(seed, random_seed)
         fps = frames_per_second(pace)
         model = get_model(model_name)
         label = pick_label(digit, model, model_name)
-        prefix = torch.from_numpy(image)[None, None]  # (1, 1, 28, 28)
-        steps = pixelcnn.sample_stream(model, n, seed=used, prefix=prefix, rows=rows, temperature=temperature,
-                                       label=label)
+        steps = pixelcnn.complete_stream(model, n, torch.from_numpy(image)[None, None], torch.from_numpy(known),
+                                         seed=used, temperature=temperature, label=label, candidates=candidates)
     except ValueError as e:  # DrawingError, InputError, ModelLoadError, the sampler's checks
         yield None, None, gr.skip(), f"⚠️ {e}"
         return
-    done = f" {n} completion{'s' * (n > 1)} of the top {rows} rows{as_digit(label, n)}, seed {used}."
-    for images, _, status, finished in run(steps, fps, rows, f"completions-seed{used}", heat=False):
+    part = page.kept_part(keep, lines, known)
+    done = f" {n} completion{'s' * (n > 1)} of {part}{as_digit(label, n)}, seed {used}."
+    name = f"completions-{keep}-seed{used}"
+    for images, _, status, finished in run(steps, fps, known, image, name, heat=False, candidates=candidates):
         if finished:
             kept["run"] = finished
+            ess = finished.steps[-1].ess
+            if ess is not None:  # it resampled
+                done += page.resampling(float(ess[0]), candidates, n, keep, getattr(model.config, "n_orientations", 1))
         yield view, images, used, status + done * bool(finished)
-
-
-def digit_posterior(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-    """p(label | x) of a labelled model, from its own likelihoods: (n_labels,) probabilities.
-
-    p(label | x) ∝ p(x | label) p(label), the labels equally likely: one forward pass for
-    all the labels (pixelcnn.label_nats), log p(x | label) summed over the pixels, then a softmax.
-
-    Args:
-        x: (1, 1, 28, 28) in {0, 1}.
-    """
-    log_px = -pixelcnn.label_nats(model, x)[0]  # (n_labels,)
-    return torch.softmax(log_px.double(), dim=0).numpy()
 
 
 def inspect_digit(drawing, model_name: str) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, str]:
@@ -388,16 +412,8 @@ def inspect_digit(drawing, model_name: str) -> tuple[np.ndarray | None, np.ndarr
     smap = s.map[0, 0].numpy()  # (28, 28) nats
     # The total: a labelled model's -log p(x) with p(x) the mean of p(x | label), as its reference figure
     nats = float(pixelcnn.marginal_nats(model, x)[0] if n_labels(model) else s.nats[0])
-    bpp = nats / math.log(2) / digit.size
-    r, c = np.unravel_index(smap.argmax(), smap.shape)
-    text = (f"**{nats:.1f} nats** for the whole digit, **{bpp:.3f} bits per pixel**"
-            + (", p(drawing) averaged over the ten digits" if n_labels(model) else "")
-            + f": the model gives it probability e<sup>-{nats:.1f}</sup> ≈ 10<sup>-{nats / math.log(10):.1f}</sup>. "
-            f"The most surprising pixel is row {r + 1}, column {c + 1} ({smap[r, c]:.1f} nats).")
     reference = reference_bits_per_pixel(model_name, marginal=n_labels(model) > 0)
-    if reference is not None:
-        text += (f" On MNIST's test digits the model averages {reference:.3f} bits per pixel, measured the same "
-                 "way: lower is more likely.")
+    text = page.surprise_text(nats, smap, n_labels(model) > 0, reference)
     if n_labels(model):
         p = digit_posterior(model, x)
         text += f" It reads the drawing as a **{p.argmax()}**, with probability {p.max():.2f}."
@@ -446,17 +462,7 @@ def receptive_field(model_name: str, row: int, col: int) -> tuple[np.ndarray | N
     for part, color in FIELD.items():
         rgb[parts[part]] = color
     rgb[row, col] = CURSOR
-    seen, blind, beyond = (int(parts[k].sum()) for k in ("seen", "blind spot", "beyond reach"))
-    text = (f"P(pixel = 1) at row {row + 1}, column {col + 1} depends on **{seen}** of the {row * SIDE + col} "
-            "earlier pixels. ")
-    if blind:
-        text += (f"**{blind} earlier pixel{'s are' if blind > 1 else ' is'} blind** (orange): the model sees pixels "
-                 "farther up but not these, the blind spot of stacked masked convolutions, above and to the right.")
-    else:
-        text += "**No earlier pixel is blind**: the model sees every earlier pixel within its reach."
-    if beyond:
-        text += f" {beyond} earlier pixel{'s are' if beyond > 1 else ' is'} beyond its reach."
-    return tile(rgb[None], scale=ZOOM), text
+    return tile(rgb[None], scale=ZOOM), page.field_text(parts, row, col)
 
 
 def pick_pixel(evt: gr.SelectData) -> tuple[int, int]:
@@ -465,6 +471,11 @@ def pick_pixel(evt: gr.SelectData) -> tuple[int, int]:
         return gr.skip(), gr.skip()
     x, y = evt.index  # in the picture's own pixels
     return tuple(int(np.clip((v - PAD) // ZOOM, 0, SIDE - 1)) + 1 for v in (y, x))
+
+
+def keep_changed(keep: str) -> dict:
+    """The slider counts rows or columns, as the choice of what to keep does; "marked" needs none."""
+    return gr.update(visible=keep != "marked", label=f"{'Rows' if keep in ('top', 'bottom') else 'Columns'} to keep")
 
 
 def model_changed(name: str) -> tuple[dict, dict, dict]:
@@ -482,11 +493,16 @@ def picture(label: str, caption: str) -> gr.Image:
                     elem_classes="pixels")
 
 
-def sketchpad() -> gr.Sketchpad:
+def sketchpad(marker: bool = False) -> gr.Sketchpad:
+    """A canvas for one digit in black ink; with the marker, a second colour on a layer of its own (BRUSH_ON
+    picks the layer with the colour), translucent so that the ink under it shows and is read back."""
     # type="pil": a big upload reaches pixelcnn.from_drawing as it was decoded, which shrinks it before anything else
-    return gr.Sketchpad(label="Draw a digit", canvas_size=(CANVAS, CANVAS), fixed_canvas=True, sources=("upload",),
-                        brush=gr.Brush(default_size=BRUSH, colors=["#000000"], color_mode="fixed"),
-                        layers=False, transforms=(), type="pil", elem_classes="sketch")
+    colors = ["#000000", (MARK_HEX, MARK_OPACITY)] if marker else ["#000000"]
+    layers = gr.LayerOptions(layers=["Digit", "Mark"], allow_additional_layers=False) if marker else False
+    return gr.Sketchpad(label="Draw a digit" + "; the brush's orange marker marks a part to redraw" * marker,
+                        canvas_size=(CANVAS, CANVAS), fixed_canvas=True, sources=("upload",),
+                        brush=gr.Brush(default_size=BRUSH, colors=colors, default_color="#000000", color_mode="fixed"),
+                        layers=layers, transforms=(), type="pil", elem_classes=["sketch", "marker"][:1 + marker])
 
 
 def sampling_options(random_default: bool) -> tuple[gr.Number, gr.Checkbox, gr.Slider, gr.Radio]:
@@ -544,29 +560,36 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
         with gr.Tab("Complete"):
             with gr.Row():
                 with gr.Column(scale=2, min_width=300):
-                    pad = sketchpad()
-                    rows = gr.Slider(1, SIDE - 1, 14, step=1, label="Rows to keep")
+                    pad = sketchpad(marker=True)
+                    keep = gr.Radio([(label, value) for value, label in KEEPS.items()], value="top", label="Keep",
+                                    info="or paint the part to redraw with the brush's orange marker")
+                    lines = gr.Slider(1, SIDE - 1, 14, step=1, label="Rows to keep")
                     count = gr.Slider(1, MAX_DIGITS, 8, step=1, label="Completions")
                     c_digit = digit_choice("the model is labelled: finish the drawing as this digit", labels)
                     with gr.Accordion("Sampling", open=False):
                         c_seed, c_random, c_temperature, c_pace = sampling_options(random_default=False)
+                        candidates = gr.Slider(MAX_DIGITS, MAX_CANDIDATES, CANDIDATES, step=16, label="Candidates",
+                                               info="where kept pixels come after the part to redraw: completions "
+                                                    "drawn to resample from; more fit better, and take longer")
                     with gr.Row():
                         c_go = gr.Button("Complete", variant="primary")
                         c_stop = gr.Button("Stop", variant="stop")
                     c_gif, c_kept = gif_button(), gr.State({})
                     gr.Examples(EXAMPLES, pad, label="MNIST test digits")
                 with gr.Column(scale=1, min_width=200):
-                    view = picture("Model view", "**What the model sees**: it keeps the rows above the line")
+                    view = picture("Model view", "**What the model sees**: it redraws the dimmed part")
                 with gr.Column(scale=2):
                     completions = picture("Completions", "**Completions**")
             c_status = gr.Markdown()
-            for change in (pad.change, rows.release):
-                change(preview, [pad, rows], [view, c_status], show_progress="hidden", trigger_mode="always_last",
-                       api_visibility="private")
-            c_inputs = [rows, count, c_seed, c_random, c_temperature, picker, c_digit, c_pace]
+            keep.change(keep_changed, keep, lines, api_visibility="private")
+            for change in (pad.change, keep.change, lines.release):
+                change(preview, [pad, keep, lines], [view, c_status], show_progress="hidden",
+                       trigger_mode="always_last", api_visibility="private")
+            c_inputs = [keep, lines, count, c_seed, c_random, c_temperature, picker, c_digit, c_pace, candidates]
             c_outputs = [view, completions, c_seed, c_status]
-            c_event = c_go.click(complete, [pad, *c_inputs, c_kept], c_outputs, api_name="complete_page",
-                                 api_visibility="private", **SAMPLER)
+            # the page's mark is on its sketchpad: no second picture (gr.State(None))
+            c_event = c_go.click(complete, [pad, *c_inputs, gr.State(None), c_kept], c_outputs,
+                                 api_name="complete_page", api_visibility="private", **SAMPLER)
             c_event.then(take_home, c_kept, c_gif, api_visibility="private")
             c_stop.click(None, cancels=[c_event])
 
@@ -619,9 +642,11 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
         # The API and the MCP tools: the same functions on events of their own, with no trigger on the page.
         # Their drawing is a plain picture, not a sketchpad's layers (whose schema MCP cannot read), and they
         # keep no run for a GIF (MCP cannot take a gr.State).
-        drawing = gr.Image(type="pil", label="Drawing", visible=False)
+        # image_mode=None: a picture keeps its mode, its transparency too (strokes on a clear canvas)
+        drawing = gr.Image(type="pil", image_mode=None, label="Drawing", visible=False)
+        mark = gr.Image(type="pil", image_mode=None, label="Mark", visible=False)  # complete's mask of what to redraw
         gr.on([], generate, g_inputs, g_outputs, api_name="generate", **SAMPLER)
-        gr.on([], complete, [drawing, *c_inputs], c_outputs, api_name="complete", **SAMPLER)
+        gr.on([], complete, [drawing, *c_inputs, mark], c_outputs, api_name="complete", **SAMPLER)
         gr.on([], inspect_digit, [drawing, picker], i_outputs, api_name="inspect")
         gr.on([], read_digit, [drawing, picker], posterior, api_name="read_digit")
 

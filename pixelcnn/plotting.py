@@ -94,27 +94,52 @@ def binary_rgb(images: np.ndarray) -> np.ndarray:
     return np.repeat((images * 255).astype(np.uint8)[..., None], 3, axis=-1)
 
 
-def mark_progress(tiles: np.ndarray, position: int) -> np.ndarray:
-    """Grey out the pixels from `position` on (raster order) and paint the next one red, in place."""
-    flat = tiles.reshape(len(tiles), -1, 3)  # a view
-    flat[:, position:] = NOT_YET
-    if position < flat.shape[1]:
-        flat[:, position] = CURSOR
+def mark_progress(tiles: np.ndarray, position: int, order: np.ndarray | None = None) -> np.ndarray:
+    """Grey out the pixels not drawn yet and paint the next one red, in place.
+
+    Args:
+        tiles: (N, H, W, 3) uint8.
+        position: how many pixels, in the drawing's order, are final.
+        order: (H, W) ints, each pixel's place in the drawing's order (default: raster order);
+            a pixel with a negative place is kept, never greyed.
+    """
+    n, h, w, _ = tiles.shape
+    order = np.arange(h * w).reshape(h, w) if order is None else order
+    pending = order >= position
+    tiles[:, pending] = NOT_YET
+    if pending.any():
+        r, c = divmod(int(np.where(pending, order, h * w).argmin()), w)  # the first pixel still to draw
+        tiles[:, r, c] = CURSOR
     return tiles
 
 
-def tile(tiles: np.ndarray, cut: int = 0, scale: int = 0, pad: int = PAD) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> one RGB picture: upscaled (nearest), a line under the first `cut` rows, in a grid.
+def outline(kept: np.ndarray, scale: int) -> np.ndarray:
+    """(H * scale, W * scale) bool: a line 2 pixels wide between each kept pixel and a neighbour that is not."""
+    h, w = kept.shape
+    line = np.zeros((h * scale, w * scale), bool)
+    for i, j in np.argwhere(kept[1:] != kept[:-1]):  # between rows i and i + 1
+        r = (i + 1) * scale
+        line[r - 1:r + 1, max(j * scale - 1, 0):(j + 1) * scale + 1] = True  # one more each side: closed corners
+    for i, j in np.argwhere(kept[:, 1:] != kept[:, :-1]):  # between columns j and j + 1
+        c = (j + 1) * scale
+        line[max(i * scale - 1, 0):(i + 1) * scale + 1, c - 1:c + 1] = True
+    return line
+
+
+def tile(tiles: np.ndarray, kept: np.ndarray | None = None, scale: int = 0, pad: int = PAD) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> one RGB picture: upscaled (nearest), the kept pixels outlined, in a grid.
 
     Args:
+        kept: (H, W) bool, the pixels a completion keeps: an orange line (CUT) runs between them
+            and the redrawn ones (under the kept rows, for the top rows).
         scale: pixels a pixel; 0 fits the grid in about 448 pixels, at least 4 a pixel.
     """
     n, h, w, _ = tiles.shape
     ncol = math.ceil(math.sqrt(n))
     s = scale or max(4, 448 // (ncol * w))
     big = tiles.repeat(s, axis=1).repeat(s, axis=2)  # (N, H*s, W*s, 3)
-    if cut:
-        big[:, max(cut * s - 1, 0):cut * s + 1] = CUT  # 2 pixels high
+    if kept is not None:
+        big[:, outline(kept, s)] = CUT
     th, tw = h * s + pad, w * s + pad
     out = np.full((math.ceil(n / ncol) * th + pad, ncol * tw + pad, 3), BORDER, np.uint8)
     for k in range(n):
@@ -123,11 +148,15 @@ def tile(tiles: np.ndarray, cut: int = 0, scale: int = 0, pad: int = PAD) -> np.
     return out
 
 
-def kept_view(digit: np.ndarray, rows: int, scale: int = 10) -> np.ndarray:
-    """A (H, W) digit as a completion sees it: the rows it will redraw dimmed, the cut line in orange."""
+def kept_view(digit: np.ndarray, kept: np.ndarray, scale: int = 10) -> np.ndarray:
+    """A (H, W) digit as a completion sees it: the pixels it will redraw dimmed, the kept ones outlined in orange.
+
+    Args:
+        kept: (H, W) bool, True where the completion keeps the pixel.
+    """
     rgb = binary_rgb(digit[None])
-    rgb[:, rows:] //= 3
-    return tile(rgb, cut=rows, scale=scale)
+    rgb[:, ~kept] //= 3
+    return tile(rgb, kept=kept, scale=scale)
 
 
 def beside(*pictures: np.ndarray, gap: int = 2 * PAD) -> np.ndarray:

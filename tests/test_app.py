@@ -22,7 +22,8 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 import app  # noqa: E402
 import pixelcnn  # noqa: E402
-from pixelcnn.drawing import EMPTY  # noqa: E402
+from pixelcnn import page  # noqa: E402
+from pixelcnn.drawing import EMPTY, MARK, MARK_OPACITY, frame_of  # noqa: E402
 from pixelcnn.plotting import CURSOR, CUT, NOT_YET  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,24 +107,24 @@ def test_unusable_drawings_say_why(image, model_dir):
     with pytest.raises(pixelcnn.DrawingError) as error:
         pixelcnn.from_drawing(image)
     kept = {"run": "the run before"}
-    for frame in app.complete(image, 14, 2, 0, False, 1.0, model_dir, kept=kept):
+    for frame in app.complete(image, "top", 14, 2, 0, False, 1.0, model_dir, kept=kept):
         assert frame[3] == f"{WARN} {error.value}" and frame[1] is None
     assert kept == {} and app.take_home(kept) is None  # no GIF, not even the run before's
     assert app.inspect_digit(image, model_dir)[3] == f"{WARN} {error.value}"
     assert app.read_digit(image, model_dir) == f"{WARN} {error.value}"
-    assert app.preview(image, 14)[1] == f"{WARN} {error.value}"
+    assert app.preview(image, "top", 14)[1] == f"{WARN} {error.value}"
 
 
 def test_nothing_above_the_cut_says_so(model_dir):
     digit = np.zeros((28, 28), np.uint8)
     digit[16:26, 8:20] = 255  # ink only in the bottom half
-    frames = list(app.complete(digit, 14, 2, 0, False, 1.0, model_dir))
+    frames = list(app.complete(digit, "top", 14, 2, 0, False, 1.0, model_dir))
     assert len(frames) == 1
     view, completions, _, status = frames[0]
     assert view is not None and completions is None
     assert status.startswith(WARN) and "above the orange line" in status
-    assert app.preview(digit, 14)[1].startswith(WARN)
-    assert not app.preview(digit, 20)[1].startswith(WARN)
+    assert app.preview(digit, "top", 14)[1].startswith(WARN)
+    assert not app.preview(digit, "top", 20)[1].startswith(WARN)
 
 
 # --- generate, complete, inspect -------------------------------------------------------------
@@ -167,7 +168,7 @@ def test_completions_keep_the_kept_rows_exactly(model_dir):
     drawing = app.EXAMPLES[0]
     digit = pixelcnn.from_drawing(Image.open(drawing))
     for rows in (9, 14):
-        frames = list(app.complete(Image.open(drawing), rows, 4, 3, False, 1.0, model_dir))
+        frames = list(app.complete(Image.open(drawing), "top", rows, 4, 3, False, 1.0, model_dir))
         assert len(frames) == 1 + 28 - rows
         view, completions, seed, status = frames[-1]
         assert seed == 3 and "Drew" in status and f"top {rows} rows" in status
@@ -239,7 +240,7 @@ def test_the_pace_control_sets_the_frames_per_second(model_dir, monkeypatch, pac
     monkeypatch.setattr(app, "FPS", 12.5)  # PIXELCNN_APP_FPS: the normal pace
     monkeypatch.setattr(app, "paced", recorded)
     assert "Drew" in list(app.generate(1, 0, False, 1.0, model_dir, app.ANY, pace))[-1][3]
-    assert "Drew" in list(app.complete(app.EXAMPLES[0], 14, 1, 0, False, 1.0, model_dir, app.ANY, pace))[-1][3]
+    assert "Drew" in list(app.complete(app.EXAMPLES[0], "top", 14, 1, 0, False, 1.0, model_dir, app.ANY, pace))[-1][3]
     assert paces == [fps, fps]
     assert app.SLOW_FPS < 20
 
@@ -276,13 +277,148 @@ def test_every_run_can_be_taken_home_as_a_gif(model_dir):
         durations.append(gif.info["duration"])
     assert durations == [50] * 28 + [2000]  # "fast" plays at 20 frames a second
     assert kept == {} and app.take_home(kept) is None  # taken: the next GIF is of the next run
-    completions = list(app.complete(app.EXAMPLES[0], 14, 2, 0, False, 1.0, model_dir, app.ANY, "slow", kept))
+    completions = list(app.complete(app.EXAMPLES[0], "top", 14, 2, 0, False, 1.0, model_dir, app.ANY, "slow",
+                                    kept=kept))
     path = app.take_home(kept)
     shown = gif_frames(path)
     assert len(shown) == len(completions) == 15
     for got, (_, images, *_) in zip(shown, completions):
         np.testing.assert_array_equal(got[:, :images.shape[1]], images)
     assert Image.open(path).info["duration"] == 1000 / app.SLOW_FPS
+
+
+# --- what a completion keeps: a side, or all but a marked part ----------------------------------
+
+SIDE_OF = {"top": np.s_[:10], "bottom": np.s_[18:], "left": np.s_[:, :10], "right": np.s_[:, 18:]}  # 10 kept
+
+
+def marked(image: Image.Image, box) -> Image.Image:
+    """The picture with the sketchpad's marker painted over a rectangle (x0, y0, x1, y1)."""
+    layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    ImageDraw.Draw(layer).rectangle(box, fill=(*MARK, round(255 * MARK_OPACITY)))
+    return Image.alpha_composite(image, layer)
+
+
+def over_frame(image: Image.Image, top: int, left: int, bottom: int, right: int) -> tuple:
+    """The picture's rectangle under the model's frame pixels top..bottom-1, left..right-1."""
+    t, l, k = frame_of(image)
+    return (l + left * k, t + top * k, l + right * k - 1, t + bottom * k - 1)
+
+
+def central_hole() -> np.ndarray:
+    hole = np.zeros((28, 28), bool)
+    hole[7:21, 7:21] = True
+    return hole
+
+
+@pytest.mark.parametrize("keep", ["top", "bottom", "left", "right"])
+def test_each_side_keeps_exactly_its_rows_or_columns(model_dir, keep):
+    digit = pixelcnn.from_drawing(Image.open(app.EXAMPLES[0]))
+    kept = np.zeros((28, 28), bool)
+    kept[SIDE_OF[keep]] = True
+    np.testing.assert_array_equal(page.kept_pixels(keep, 10), kept)
+    frames = list(app.complete(app.EXAMPLES[0], keep, 10, 3, 5, False, 1.0, model_dir, candidates=32))
+    view, completions, _, status = frames[-1]
+    got = untile(completions, 3)
+    assert (got[:, kept] == digit[kept] * 255).all() and set(np.unique(got)) <= {0, 255}
+    model = app.get_model(model_dir)  # the library's completions of the mask the page shows, for the same seed
+    direct = pixelcnn.complete(model, 3, torch.from_numpy(digit)[None, None], torch.from_numpy(kept), seed=5,
+                               candidates=32)
+    np.testing.assert_array_equal(got, direct[:, 0].numpy() * 255)
+    np.testing.assert_array_equal(untile(view, 1, scale=app.ZOOM)[0], np.where(kept, 255, 85) * digit)  # dimmed
+    lines = "rows" if keep in ("top", "bottom") else "columns"
+    assert f"3 completions of the {keep} 10 {lines}, seed 5." in status
+    # The tiny model draws from the top: exact there, the other sides resampled from candidates
+    assert len(frames) == (1 + 18 if keep == "top" else 1 + 28)
+    assert ("of the 32 candidates counted" in status) == (keep != "top")
+
+
+def test_an_orientation_model_draws_from_the_kept_side(tmp_path):
+    """With four orientations the bottom rows come first: exact, no candidates, the fill sweeps up."""
+    torch.manual_seed(0)
+    config = pixelcnn.GatedPixelCNNConfig(hidden_channels=4, n_layers=2, n_labels=0, n_orientations=4)
+    folder = str(pixelcnn.save_model(pixelcnn.GatedPixelCNN(config), tmp_path / "oriented"))
+    digit = pixelcnn.from_drawing(Image.open(app.EXAMPLES[0]))
+    frames = list(app.complete(app.EXAMPLES[0], "bottom", 10, 2, 1, False, 1.0, folder))
+    assert len(frames) == 1 + 18 and "candidates" not in frames[-1][3]
+    assert frames[0][3].startswith("Drawing row 11 of 28 from the bottom (pixel 280 of 784)")
+    middle = untile(frames[4][1], 2)  # the kept 10 rows and 4 more, rows 14 to 27
+    assert (middle[:, :13] == NOT_YET[0]).all() and (middle[:, 13, 1:] == NOT_YET[0]).all()
+    assert (middle[:, 13, 0] == CURSOR[0]).all() and set(np.unique(middle[:, 14:])) <= {0, 255}
+    got = untile(frames[-1][1], 2)
+    kept = page.kept_pixels("bottom", 10)
+    direct = pixelcnn.complete(app.get_model(folder), 2, torch.from_numpy(digit)[None, None], torch.from_numpy(kept),
+                               seed=1)
+    np.testing.assert_array_equal(got, direct[:, 0].numpy() * 255)
+    assert (got[:, 18:] == digit[18:] * 255).all()
+
+
+def test_redraw_what_i_mark_keeps_everything_else(model_dir):
+    image = seven()
+    hole, digit = central_hole(), pixelcnn.from_drawing(image)
+    drawing = sketch(marked(image, over_frame(image, 7, 7, 21, 21)))
+    view, status = app.preview(drawing, "marked", 14)
+    assert status == "The model redraws the 196 marked pixels (dimmed) and keeps the rest."
+    np.testing.assert_array_equal(untile(view, 1, scale=app.ZOOM)[0], np.where(hole, 85, 255) * digit)
+    assert "The orange mark is not used" in app.preview(drawing, "top", 14)[1]
+    kept = {}
+    frames = list(app.complete(drawing, "marked", 14, 4, 2, False, 1.0, model_dir, candidates=32, kept=kept))
+    assert len(frames) == 1 + 21  # from the hole's first row on, a frame a row
+    assert frames[0][3] == "Drawing row 8 of 28 (pixel 203 of 784) in each of 32 candidates"  # from (7, 7) on
+    view, completions, _, status = frames[-1]
+    got = untile(completions, 4)
+    assert (got[:, ~hole] == digit[~hole] * 255).all()
+    x, known = torch.from_numpy(digit)[None, None], torch.from_numpy(~hole)
+    last = list(pixelcnn.complete_stream(app.get_model(model_dir), 4, x, known, seed=2, candidates=32))[-1]
+    np.testing.assert_array_equal(got, last.images[:, 0].numpy() * 255)
+    assert "Drew 196 pixels in each of 32 candidates" in status
+    assert "4 completions of the drawing outside its 196 marked pixels, seed 2." in status
+    assert f"**{float(last.ess[0]):.1f} of the 32 candidates counted**" in status
+    middle = untile(frames[3][1], 4)  # while the hole is drawn, the kept pixels after it are shown as they are
+    assert (middle[:, 21:] == digit[21:] * 255).all() and (middle[:, 12:21, 7:21] == NOT_YET[0]).all()
+    shown = gif_frames(app.take_home(kept))  # the GIF shows each frame as streamed, the candidates shown then
+    assert len(shown) == len(frames)
+    for got, (_, images, *_) in zip(shown, frames):
+        np.testing.assert_array_equal(got[:, :images.shape[1]], images)
+
+
+def test_what_cannot_be_completed_says_why(model_dir, tmp_path):
+    image = seven()
+    top_only = np.zeros((28, 28), np.uint8)
+    top_only[2:9, 4:24] = 255  # ink only in the top rows, on the left and the right
+    left_only = top_only.T.copy()  # ink only in the left columns
+    everything = np.full((28, 28), 255, np.uint8)  # a 28x28 mask: white where to redraw
+    cases = [
+        (sketch(image), "marked", None, page.NOTHING_MARKED),
+        (sketch(marked(image, (0, 0, 399, 399))), "marked", None, page.NOTHING_LEFT),  # all of its ink marked
+        (Image.open(app.EXAMPLES[0]), "marked", everything, page.EVERYTHING_MARKED),
+        (top_only, "bottom", None, page.NOTHING_KEPT.format(part="bottom 10 rows", where="below", lines="rows")),
+        (left_only, "right", None, page.NOTHING_KEPT.format(part="right 10 columns", where="right of",
+                                                             lines="columns")),
+    ]
+    for drawing, keep, mark, message in cases:
+        frames = list(app.complete(drawing, keep, 10, 2, 0, False, 1.0, model_dir, mark=mark))
+        assert len(frames) == 1 and frames[0][3] == f"{WARN} {message}", frames[0][3]
+        assert frames[0][0] is not None and frames[0][1] is None  # the model's view shows why
+        if mark is None:
+            assert app.preview(drawing, keep, 10)[1] == f"{WARN} {message}"
+    assert "the right 10 columns of the digit, right of the orange line, are blank" in cases[-1][3]
+    status = list(app.complete(image, "middle", 10, 2, 0, False, 1.0, model_dir))[0][3]
+    assert status == f"{WARN} What to keep must be one of top, bottom, left, right, marked, got 'middle'."
+    status = list(app.complete(image, "top", 10, 2, 0, False, 1.0, model_dir, candidates=8))[0][3]
+    assert status == f"{WARN} The number of candidates must be a whole number from 16 to 512, got 8."
+
+
+def test_the_page_says_how_many_candidates_counted_and_why_few_did():
+    assert page.resampling(40.0, 128, 8, "marked", 1) == (
+        " **40.0 of the 128 candidates counted** (the effective sample size of their weights).")
+    few = page.resampling(10.2, 128, 8, "marked", 1)  # under a tenth of them
+    assert few.startswith(" **10.2 of the 128 candidates counted**") and "Few did" in few
+    assert few.endswith("More candidates help.") and "repeat" not in few and "orientations" not in few
+    one = page.resampling(1.3, 128, 8, "bottom", 1)  # fewer than the completions: some are the same
+    assert "completions repeat" in one and "as does a model trained on four orientations" in one
+    assert "orientations" not in page.resampling(1.3, 128, 8, "bottom", 4)  # one that has them
+    assert "Few did" in page.resampling(6.0, 32, 8, "marked", 1)  # fewer than the completions asked for
 
 
 # --- models ----------------------------------------------------------------------------------
@@ -359,7 +495,7 @@ def test_generate_draws_the_chosen_digit(gated_dir, digit):
 def test_complete_finishes_as_the_chosen_digit(gated_dir):
     image = Image.open(app.EXAMPLES[0])
     digit = pixelcnn.from_drawing(image)
-    frames = list(app.complete(image, 12, 2, 4, False, 1.0, gated_dir, "2"))
+    frames = list(app.complete(image, "top", 12, 2, 4, False, 1.0, gated_dir, "2"))
     assert len(frames) == 1 + 28 - 12 and "top 12 rows, each a 2, seed 4" in frames[-1][3]
     prefix = torch.from_numpy(digit)[None, None]
     expected = pixelcnn.sample(app.get_model(gated_dir), 2, seed=4, prefix=prefix, rows=12, label=2)
@@ -371,13 +507,13 @@ def test_complete_finishes_as_the_chosen_digit(gated_dir):
                                             (-1, "from 0 to 9"), ("seven", "from 0 to 9")])
 def test_bad_digits_say_why(gated_dir, digit, message):
     for frames in (list(app.generate(1, 0, False, 1.0, gated_dir, digit)),
-                   list(app.complete(Image.open(app.EXAMPLES[0]), 14, 1, 0, False, 1.0, gated_dir, digit))):
+                   list(app.complete(Image.open(app.EXAMPLES[0]), "top", 14, 1, 0, False, 1.0, gated_dir, digit))):
         assert len(frames) == 1 and frames[0][3].startswith(WARN) and message in frames[0][3]
 
 
 def test_a_digit_for_an_unlabelled_model_says_so(model_dir):
     for frames in (list(app.generate(1, 0, False, 1.0, model_dir, "7")),
-                   list(app.complete(Image.open(app.EXAMPLES[0]), 14, 1, 0, False, 1.0, model_dir, "7"))):
+                   list(app.complete(Image.open(app.EXAMPLES[0]), "top", 14, 1, 0, False, 1.0, model_dir, "7"))):
         assert len(frames) == 1 and frames[0][3] == f"{WARN} {app.NO_LABELS.format(name=model_dir)}"
     assert "Drew" in list(app.generate(1, 0, False, 1.0, model_dir, "any"))[-1][3]
 
@@ -498,7 +634,7 @@ def test_client_streams_generation(server, model_dir):
 
 
 def test_client_completes_and_inspects(client, model_dir):
-    *_, (view, completions, seed, status) = client.submit(drawing_file(app.EXAMPLES[1]), 12, 4, 1, False, 1.0,
+    *_, (view, completions, seed, status) = client.submit(drawing_file(app.EXAMPLES[1]), "top", 12, 4, 1, False, 1.0,
                                                         model_dir, api_name="/complete")
     assert "Drew" in status
     digit = pixelcnn.from_drawing(Image.open(app.EXAMPLES[1]))
@@ -507,6 +643,28 @@ def test_client_completes_and_inspects(client, model_dir):
     assert "bits per pixel" in text and all(Image.open(m).size == (288, 288) for m in maps)
     reading = client.predict(drawing_file(app.EXAMPLES[1]), model_dir, api_name="/read_digit")
     assert reading["label"] == f"{WARN} {app.NO_READING.format(name=model_dir)}"  # no labels, no digit reading
+
+
+def test_client_completes_a_side_or_a_marked_part(client, model_dir, tmp_path):
+    """keep and candidates through the API; the part to redraw as a 28x28 mask, or marked on the drawing itself."""
+    *_, (_, completions, _, status) = client.submit(drawing_file(app.EXAMPLES[1]), "left", 12, 2, 1, False, 1.0,
+                                                    model_dir, "any", "fast", 32, api_name="/complete")
+    direct = list(app.complete(Image.open(app.EXAMPLES[1]), "left", 12, 2, 1, False, 1.0, model_dir, candidates=32))
+    np.testing.assert_array_equal(np.asarray(Image.open(completions)), direct[-1][1])
+    assert "of the left 12 columns" in status and "of the 32 candidates counted" in status
+    hole = central_hole()
+    Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    image = seven()
+    marked(image, over_frame(image, 7, 7, 21, 21)).save(tmp_path / "marked.png")
+    for drawing, mark in ((app.EXAMPLES[1], drawing_file(tmp_path / "mask.png")), (tmp_path / "marked.png", None)):
+        *_, (view, completions, _, status) = client.submit(drawing_file(drawing), "marked", 14, 2, 3, False, 1.0,
+                                                           model_dir, "any", "fast", 32, mark, api_name="/complete")
+        digit = pixelcnn.from_marked_drawing(Image.open(drawing))[0]  # the marker's strokes are not ink
+        assert "of the drawing outside its 196 marked pixels" in status and "candidates counted" in status
+        got = untile(np.asarray(Image.open(completions)), 2)
+        assert (got[:, ~hole] == digit[~hole] * 255).all()
+        np.testing.assert_array_equal(untile(np.asarray(Image.open(view)), 1, scale=app.ZOOM)[0],
+                                      np.where(hole, 85, 255) * digit)
 
 
 def test_client_streams_the_chosen_digit(server, gated_dir):
@@ -518,10 +676,10 @@ def test_client_streams_the_chosen_digit(server, gated_dir):
     assert len(frames) == 29 and "each a 7, seed 5" in frames[-1][3]
     direct = list(app.generate(2, 5, False, 1.0, gated_dir, "7"))[-1][0]
     np.testing.assert_array_equal(np.asarray(Image.open(frames[-1][0])), direct)
-    *_, (_, completions, _, status) = client.submit(drawing_file(app.EXAMPLES[1]), 12, 2, 1, False, 1.0,
+    *_, (_, completions, _, status) = client.submit(drawing_file(app.EXAMPLES[1]), "top", 12, 2, 1, False, 1.0,
                                                     "tiny-gated", "2", api_name="/complete")
     assert "each a 2, seed 1" in status
-    direct = list(app.complete(Image.open(app.EXAMPLES[1]), 12, 2, 1, False, 1.0, gated_dir, "2"))[-1][1]
+    direct = list(app.complete(Image.open(app.EXAMPLES[1]), "top", 12, 2, 1, False, 1.0, gated_dir, "2"))[-1][1]
     np.testing.assert_array_equal(np.asarray(Image.open(completions)), direct)
     *_, status = client.predict(2, 5, False, 1.0, "tiny", "7", api_name="/generate")
     assert status == f"{WARN} {app.NO_LABELS.format(name='tiny')}"
@@ -545,7 +703,7 @@ def test_client_reads_the_digit_and_the_receptive_field(client, gated_dir):
 def test_client_gets_messages_not_errors(client, model_dir, tmp_path):
     blank = tmp_path / "blank.png"
     Image.new("RGB", (300, 200), "white").save(blank)
-    *_, status = client.predict(drawing_file(blank), 14, 4, 0, False, 1.0, model_dir, api_name="/complete")
+    *_, status = client.predict(drawing_file(blank), "top", 14, 4, 0, False, 1.0, model_dir, api_name="/complete")
     assert status == f"{WARN} {EMPTY}"
     *_, status = client.predict(drawing_file(blank), model_dir, api_name="/inspect")
     assert status == f"{WARN} {EMPTY}"
@@ -559,9 +717,9 @@ def test_client_gets_messages_not_errors(client, model_dir, tmp_path):
     ("/generate", (1e30, 0, False, 1.0), "greater than maximum value 16"),
     ("/generate", (1, 0, False, 1e30), "greater than maximum value 2"),
     ("/generate", (2.5, 0, False, 1.0), "number of digits must be a whole number from 1 to 16"),
-    ("/complete", ("drawing", 1e30, 1, 0, False, 1.0), "greater than maximum value 27"),
-    ("/complete", ("drawing", 14, -1e30, 0, False, 1.0), "less than minimum value 1"),
-    ("/complete", ("drawing", 14, 1, 1e30, False, 1.0), "greater than maximum value 9223372036854775807"),
+    ("/complete", ("drawing", "top", 1e30, 1, 0, False, 1.0), "greater than maximum value 27"),
+    ("/complete", ("drawing", "top", 14, -1e30, 0, False, 1.0), "less than minimum value 1"),
+    ("/complete", ("drawing", "top", 14, 1, 1e30, False, 1.0), "greater than maximum value 9223372036854775807"),
     ("/receptive_field", (1e30, 3), "greater than maximum value 28"),
 ])
 def test_every_number_of_the_api_gets_a_message_whatever_its_size(client, model_dir, api_name, args, message):
@@ -675,9 +833,13 @@ def test_mcp_serves_the_pages_functions_as_tools(weights, tmp_path):
                     drawn = await session.call_tool("generate", {"n": 2, "seed": 5, "random_seed": False,
                                                                  "model_name": "tiny", "pace": "fast"})
                     read_as = await session.call_tool("read_digit", {"drawing": seven, "model_name": "tiny-gated"})
-                    return tools, drawn, read_as
+                    finished = await session.call_tool("complete", {"drawing": seven, "keep": "right", "lines": 12,
+                                                                    "n": 2, "seed": 1, "random_seed": False,
+                                                                    "model_name": "tiny", "pace": "fast",
+                                                                    "candidates": 32})
+                    return tools, drawn, read_as, finished
 
-        tools, drawn, read_as = asyncio.run(use())
+        tools, drawn, read_as, finished = asyncio.run(use())
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -688,6 +850,10 @@ def test_mcp_serves_the_pages_functions_as_tools(weights, tmp_path):
     assert tools["read_digit"].inputSchema["properties"]["drawing"]["type"] == "string"  # a picture's URL
     text = " ".join(c.text for c in drawn.content if c.type == "text")
     assert not drawn.isError and "Drew 784 pixels" in text and "2 digits, seed 5" in text and ".png" in text
+    keep = tools["complete"].inputSchema["properties"]["keep"]
+    assert '"top", "bottom", "left" or "right"' in keep["description"] and '"marked"' in keep["description"]
+    text = " ".join(c.text for c in finished.content if c.type == "text")
+    assert not finished.isError and "2 completions of the right 12 columns" in text and "candidates counted" in text
     text = " ".join(c.text for c in read_as.content if c.type == "text")
     expected = app.read_digit(app.EXAMPLES[0], str(weights / "tiny-gated"))
     assert not read_as.isError and f"'label': '{max(expected, key=expected.get)}'" in text

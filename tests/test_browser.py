@@ -1,7 +1,8 @@
 """app.py in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
 Draws a 7 on the sketchpad with the mouse, completes it, checks that completions appear,
-and takes a screenshot (screenshot.png); stops a running generation; picks a pixel in Inspect
+and takes a screenshot (screenshot.png); paints over part of a 7 with the marker and has it
+redrawn (region.png); stops a running generation; picks a pixel in Inspect
 by clicking it and sees its receptive field (inspect.png); switches the model picker to a
 labelled model and draws a chosen digit. The screenshots show the shipped models
 (weights/pixelcnn; weights/gated-pixelcnn in gated.png) when they are there.
@@ -27,6 +28,7 @@ if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} is missing: `apt-get install chromium` (tests/run.sh does it)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -106,10 +108,15 @@ def draw(page, canvas, strokes):
         page.mouse.up()
 
 
-def shown(image) -> bool:
-    """A gr.Image holds a loaded picture."""
-    return image.locator("img").count() > 0 and image.locator("img").first.evaluate(
-        "img => img.complete && img.naturalWidth > 0")
+def shown(image, timeout_ms: int = 10_000) -> bool:
+    """A gr.Image holds a loaded picture, or does within timeout_ms (a new picture takes a moment to load)."""
+    try:
+        image.page.wait_for_function("el => { const img = el.querySelector('img'); "
+                                     "return img && img.complete && img.naturalWidth > 0; }",
+                                     arg=image.element_handle(), timeout=timeout_ms)
+    except sync_api.TimeoutError:
+        return False
+    return True
 
 
 def settle(page):
@@ -140,6 +147,44 @@ def test_draw_complete_and_screenshot(page, shots):
         tab.get_by_role("button", name="Download the run as a GIF").click()
     gif = Image.open(download.value.path())
     assert gif.format == "GIF" and gif.n_frames == 1 + 28 - 14  # the first frame, then one a row
+
+
+def test_mark_a_part_and_redraw_it(page, shots, monkeypatch):
+    """Paint over part of a drawn 7 with the orange marker, on its own layer, and let the model redraw that part."""
+    seen = []  # what the page makes of the sketchpad: the digit and the pixels it keeps, as the preview gets them
+    checked = app.page.cannot_complete
+    monkeypatch.setattr(app.page, "cannot_complete", lambda digit, kept, *a: seen.append((digit, kept)) or checked(
+        digit, kept, *a))
+    page.get_by_role("tab", name="Complete").click()
+    tab = page.locator("div[role=tabpanel]:visible")
+    pad = tab.locator(".sketch").first
+    canvas = pad.locator("canvas").first
+    pad.get_by_role("button", name="Clear canvas").click()
+    pad.get_by_role("button", name="Brush", exact=True).click()  # clearing put the brush away
+    page.wait_for_timeout(500)
+    draw(page, canvas, [[(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]])
+    pad.get_by_role("button", name="Color").click()
+    pad.locator("menu.swatch button.color").nth(1).click()  # the marker
+    pad.locator("button.layer-title-button", has_text="Mark").wait_for()  # it paints on a layer of its own
+    draw(page, canvas, [[(0.3, y), (0.7, y)] for y in (0.5, 0.58, 0.66)])  # over the middle of the stroke
+    tab.get_by_text("redraw what I mark").click()
+    tab.get_by_text("marked pixels (dimmed)", exact=False).first.wait_for()
+    assert not visible(tab.get_by_label("Rows to keep"))  # no rows or columns to count
+    digit, kept = seen[-1]
+    rows = np.nonzero((~kept).any(axis=1))[0]
+    assert len(rows) >= 6  # the three strokes, each kept: one alone is about 3 rows high
+    assert digit[~kept].sum() >= 6 and (digit[rows].sum(axis=1) > 0).all()  # the ink under the mark still counts
+    tab.get_by_role("button", name="Complete", exact=True).click()
+    page.get_by_text("Drew", exact=False).first.wait_for()
+    text = " ".join(tab.inner_text().split()).replace("*", "")
+    assert re.search(r"completions of the drawing outside its \d+ marked pixels", text), text
+    assert re.search(r"[\d.]+ of the 128 candidates counted", text), text
+    settle(page)
+    page.screenshot(path=str(shots / "region.png"), full_page=True)
+    assert (shots / "region.png").stat().st_size > 10_000
+    pad.get_by_role("button", name="Color").click()
+    pad.locator("menu.swatch button.color").nth(0).click()  # back to ink, on the digit's layer
+    pad.locator("button.layer-title-button", has_text="Digit").wait_for()
 
 
 def drawing_row(tab) -> int | None:

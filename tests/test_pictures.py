@@ -27,13 +27,43 @@ def test_mark_progress_greys_out_what_is_not_drawn_and_shows_the_next_pixel():
 
 def test_tile_upscales_into_a_grid_with_a_cut_line():
     digits = binary_rgb(np.eye(4)[None].repeat(5, axis=0))  # 5 pictures of 4x4: a 3x3 grid
-    out = tile(digits, cut=2, scale=3)
+    top = np.zeros((4, 4), bool)
+    top[:2] = True  # the top 2 rows kept
+    out = tile(digits, kept=top, scale=3)
     side = PAD + 3 * (4 * 3 + PAD)
     assert out.shape == (2 * (4 * 3 + PAD) + PAD, side, 3)  # two rows hold the five
     assert (out[:PAD] == BORDER).all() and (out[PAD, PAD] == 255).all() and (out[PAD, PAD + 3] == 0).all()
-    assert (out[PAD + 2 * 3 - 1:PAD + 2 * 3 + 1, PAD + 3:PAD + 12] == CUT).all()  # under the 2nd row, 2 pixels high
-    view = kept_view(np.ones((28, 28)), rows=14, scale=10)
+    assert (out[PAD + 2 * 3 - 1:PAD + 2 * 3 + 1, PAD:PAD + 12] == CUT).all()  # under the 2nd row, 2 pixels high
+    lines = (out[PAD:PAD + 12, PAD:PAD + 12] == CUT).all(axis=2)
+    assert lines.sum() == 2 * 12  # that line only
+    np.testing.assert_array_equal(tile(digits, scale=3), tile(digits, kept=np.ones((4, 4), bool), scale=3))
+    view = kept_view(np.ones((28, 28)), np.arange(28)[:, None].repeat(28, 1) < 14, scale=10)
     assert (view[PAD + 5, PAD + 5] == 255).all() and (view[PAD + 200, PAD + 5] == 85).all()  # redrawn rows dimmed
+
+
+def test_a_kept_region_is_outlined_all_round_and_the_rest_dimmed():
+    """A hole: a closed orange outline on the pixel edges around it, corners included; inside dimmed."""
+    kept = np.ones((6, 6), bool)
+    kept[2:4, 1:5] = False  # a 2x4 hole
+    view = kept_view(np.ones((6, 6)), kept, scale=4)[PAD:PAD + 24, PAD:PAD + 24]
+    line = (view == CUT).all(axis=2)
+    cells = view[2::4, 2::4, 0]  # each pixel's centre: white kept, dimmed hole
+    np.testing.assert_array_equal(cells, np.where(kept, 255, 85))
+    ring = np.zeros((24, 24), bool)
+    ring[7:9, 3:21] = ring[15:17, 3:21] = True  # above and below the hole (rows 2-3 start at 8, end at 16)
+    ring[7:17, 3:5] = ring[7:17, 19:21] = True  # left and right of it (columns 1-4: 4 to 20)
+    np.testing.assert_array_equal(line, ring)
+
+
+def test_mark_progress_follows_the_drawing_order_and_never_greys_kept_pixels():
+    order = np.array([[-1, -1, -1], [3, 4, 5], [-1, 7, 8]])  # kept pixels are -1: the top row, bottom left
+    rgb = mark_progress(binary_rgb(np.ones((1, 3, 3))), 4, order)[0]
+    assert (rgb[0] == 255).all() and (rgb[2, 0] == 255).all() and (rgb[1, 0] == 255).all()  # kept, and drawn
+    assert (rgb[1, 1] == CURSOR).all()  # the next pixel to draw
+    assert (rgb[1, 2] == NOT_YET).all() and (rgb[2, 1:] == NOT_YET).all()
+    bottom_first = np.arange(9).reshape(3, 3)[::-1]  # the bottom row first
+    rgb = mark_progress(binary_rgb(np.ones((1, 3, 3))), 3, bottom_first)[0]
+    assert (rgb[2] == 255).all() and (rgb[1, 0] == CURSOR).all() and (rgb[0] == NOT_YET).all()
 
 
 def test_beside_puts_pictures_side_by_side_on_grey():

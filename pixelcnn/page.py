@@ -1,0 +1,195 @@
+"""What the app's page shows and says, apart from the wiring: what a completion keeps, the pictures of a run, the texts.
+
+app.py wires these to a page. They take and return arrays and strings, so that they are tested
+without one (tests/test_app.py).
+
+    kept = page.kept_pixels("bottom", 14)   # (28, 28) bool: the bottom 14 rows
+    why = page.cannot_complete(digit, kept, "bottom", 14)  # a message, or None
+    order = page.drawing_order(step.orientation, kept)     # when each pixel is drawn, -1 if kept
+    picture = page.digits_picture(step, order, digit)
+"""
+
+import math
+
+import numpy as np
+import torch
+
+from .drawing import SIDE
+from .orders import unorient
+from .plotting import binary_rgb, colorize, mark_progress, tile
+from .sampling import label_nats
+
+# What a completion keeps: the sides keep `lines` rows or columns; "marked" redraws the marked region.
+KEEPS = {"top": "the top rows", "bottom": "the bottom rows", "left": "the left columns", "right": "the right columns",
+         "marked": "redraw what I mark"}
+SIDES = {"top": ("top", "rows", "above"), "bottom": ("bottom", "rows", "below"),
+         "left": ("left", "columns", "left of"), "right": ("right", "columns", "right of")}
+# The order each orientation draws in (pixelcnn.orders), as the status line says it
+LINES = {0: "row {k} of 28", 1: "row {k} of 28 from the bottom", 2: "column {k} of 28 from the left",
+         3: "column {k} of 28 from the right"}
+FEW = 0.1  # below this share of the candidates, the page says why so few counted
+
+NOTHING_KEPT = ("Nothing to complete: the {part} of the digit, {where} the orange line, are blank. "
+                "Move the slider to keep more {lines}, or use Generate to draw digits from scratch.")
+NOTHING_LEFT = ("Nothing to complete: everything outside the mark is blank (it covers all of the digit's ink). "
+                "Mark only the part to redraw, or use Generate to draw digits from scratch.")
+NOTHING_MARKED = ("Nothing is marked: paint the part to redraw with the orange marker (the brush's second colour), "
+                  "or choose a side to keep.")
+EVERYTHING_MARKED = ("Everything is marked: nothing of the drawing would be kept. Mark only the part to redraw, "
+                     "or use Generate to draw digits from scratch.")
+FEW_COUNTED = (" Few did: each candidate is drawn from the pixels before it alone, and the kept pixels after the "
+               "hole then make most of them unlikely, so the weight goes to the few that fit them{repeat}. "
+               "More candidates help{orientations}.")
+
+
+def kept_pixels(keep: str, lines: int, marked: np.ndarray | None = None) -> np.ndarray:
+    """(28, 28) bool, True where a completion keeps the drawing's pixel.
+
+    Args:
+        keep: one of KEEPS: a side, whose `lines` rows or columns are kept, or "marked".
+        marked: for "marked", (28, 28) bool, True where the visitor marked the drawing to redraw.
+    """
+    kept = np.zeros((SIDE, SIDE), bool)
+    if keep == "top":
+        kept[:lines] = True
+    elif keep == "bottom":
+        kept[SIDE - lines:] = True
+    elif keep == "left":
+        kept[:, :lines] = True
+    elif keep == "right":
+        kept[:, SIDE - lines:] = True
+    elif keep == "marked":
+        kept = ~np.asarray(marked, bool)
+    else:
+        raise ValueError(f"keep must be one of {', '.join(KEEPS)}, got {keep!r}")
+    return kept
+
+
+def kept_part(keep: str, lines: int, kept: np.ndarray) -> str:
+    """What a completion keeps, in words: "the top 14 rows", "the drawing outside its 52 marked pixels"."""
+    if keep == "marked":
+        return f"the drawing outside its {int((~kept).sum())} marked pixels"
+    side, unit, _ = SIDES[keep]
+    return f"the {side} {lines} {unit}"
+
+
+def cannot_complete(digit: np.ndarray, kept: np.ndarray, keep: str, lines: int) -> str | None:
+    """Why the drawing cannot be completed so (nothing marked, everything marked, nothing kept), or None."""
+    if keep == "marked" and kept.all():
+        return NOTHING_MARKED
+    if not kept.any():
+        return EVERYTHING_MARKED
+    if not digit[kept].any():
+        if keep == "marked":
+            return NOTHING_LEFT
+        side, unit, where = SIDES[keep]
+        return NOTHING_KEPT.format(part=f"{side} {lines} {unit}", where=where, lines=unit)
+    return None
+
+
+def preview_text(keep: str, lines: int, kept: np.ndarray, marked: np.ndarray) -> str:
+    """What the preview says the model will do with the drawing."""
+    if keep == "marked":
+        return f"The model redraws the {int((~kept).sum())} marked pixels (dimmed) and keeps the rest."
+    text = f"The model keeps {kept_part(keep, lines, kept)} and redraws the rest."
+    if marked.any():
+        text += " The orange mark is not used: choose “redraw what I mark” to redraw the marked part."
+    return text
+
+
+def drawing_order(orientation: int, kept: np.ndarray | None = None) -> np.ndarray:
+    """(28, 28) ints: each pixel's place in the order the model draws in (pixelcnn.orders), -1 where kept."""
+    rank = unorient(torch.arange(SIDE * SIDE).reshape(1, 1, SIDE, SIDE), orientation)[0, 0].numpy()
+    return rank if kept is None else np.where(kept, -1, rank)
+
+
+def digits_picture(step, order: np.ndarray, given: np.ndarray | None = None) -> np.ndarray:
+    """A frame's digits: the kept pixels as given and outlined, those not drawn yet grey, the next one red.
+
+    Args:
+        step: a pixelcnn.SampleStep.
+        order: drawing_order's; its kept pixels (-1) show `given`, (28, 28) in {0, 1}, in every frame
+            (while resampling, the known pixels after the position are not in step.images yet).
+    """
+    kept = order < 0
+    images = step.images[:, 0].numpy()  # (n, 28, 28)
+    if given is not None:
+        images = np.where(kept, given, images)
+    return tile(mark_progress(binary_rgb(images), step.position, order), kept=kept)
+
+
+def heat_picture(step, order: np.ndarray) -> np.ndarray:
+    """A frame's heatmap: the probability with which each pixel drawn so far got its value, the kept ones outlined."""
+    return tile(colorize(step.probs[:, 0].numpy()), kept=order < 0)
+
+
+def progress(position: int, orientation: int, candidates: int | None = None) -> str:
+    """The status line while drawing: which row or column, in the model's order."""
+    line = LINES[orientation].format(k=position // SIDE + 1)
+    text = f"Drawing {line} (pixel {position:,} of {SIDE * SIDE:,})"
+    return text if candidates is None else f"{text} in each of {candidates} candidates"
+
+
+def resampling(ess: float, candidates: int, n: int, keep: str, n_orientations: int) -> str:
+    """What the status says where completion resampled: how many candidates counted, and why few did.
+
+    Args:
+        ess: the effective sample size of the weights, (sum w)^2 / sum w^2: from 1 (one candidate
+            took all the weight) to candidates (all weighed alike).
+    """
+    text = f" **{ess:.1f} of the {candidates} candidates counted** (the effective sample size of their weights)."
+    if ess < max(FEW * candidates, n):
+        sides = keep in ("bottom", "left", "right") and n_orientations == 1
+        text += FEW_COUNTED.format(repeat=", and completions repeat" if ess < n else "",
+                                   orientations=", as does a model trained on four orientations, which completes "
+                                                "from the kept side exactly" if sides else "")
+    return text
+
+
+# --- Inspect -----------------------------------------------------------------------------------
+
+def digit_posterior(model, x: torch.Tensor) -> np.ndarray:
+    """p(label | x) of a labelled model, from its own likelihoods: (n_labels,) probabilities.
+
+    p(label | x) ∝ p(x | label) p(label), the labels equally likely: one forward pass for
+    all the labels (pixelcnn.label_nats), log p(x | label) summed over the pixels, then a softmax.
+
+    Args:
+        x: (1, 1, 28, 28) in {0, 1}.
+    """
+    log_px = -label_nats(model, x)[0]  # (n_labels,)
+    return torch.softmax(log_px.double(), dim=0).numpy()
+
+
+def surprise_text(nats: float, smap: np.ndarray, labelled: bool, reference: float | None) -> str:
+    """Inspect's text: the digit's nats and bits per pixel, its most surprising pixel, the model's own average.
+
+    Args:
+        smap: (28, 28) each pixel's surprise in nats.
+        reference: the model's bits per pixel on MNIST's test digits, measured the same way, if known.
+    """
+    bpp = nats / math.log(2) / smap.size
+    r, c = np.unravel_index(smap.argmax(), smap.shape)
+    text = (f"**{nats:.1f} nats** for the whole digit, **{bpp:.3f} bits per pixel**"
+            + (", p(drawing) averaged over the ten digits" if labelled else "")
+            + f": the model gives it probability e<sup>-{nats:.1f}</sup> ≈ 10<sup>-{nats / math.log(10):.1f}</sup>. "
+            f"The most surprising pixel is row {r + 1}, column {c + 1} ({smap[r, c]:.1f} nats).")
+    if reference is not None:
+        text += (f" On MNIST's test digits the model averages {reference:.3f} bits per pixel, measured the same "
+                 "way: lower is more likely.")
+    return text
+
+
+def field_text(parts: dict[str, np.ndarray], row: int, col: int) -> str:
+    """What the receptive field picture shows, counted: pixel (row, col) from 0, parts as receptive.field_parts'."""
+    seen, blind, beyond = (int(parts[k].sum()) for k in ("seen", "blind spot", "beyond reach"))
+    text = (f"P(pixel = 1) at row {row + 1}, column {col + 1} depends on **{seen}** of the {row * SIDE + col} "
+            "earlier pixels. ")
+    if blind:
+        text += (f"**{blind} earlier pixel{'s are' if blind > 1 else ' is'} blind** (orange): the model sees pixels "
+                 "farther up but not these, the blind spot of stacked masked convolutions, above and to the right.")
+    else:
+        text += "**No earlier pixel is blind**: the model sees every earlier pixel within its reach."
+    if beyond:
+        text += f" {beyond} earlier pixel{'s are' if beyond > 1 else ' is'} beyond its reach."
+    return text
