@@ -14,16 +14,14 @@ to redraw), the pictures pixelcnn.plotting's, the texts and the completion's cho
 """
 
 import argparse
-import contextlib
 import functools
 import json
 import math
 import os
 import random
 import tempfile
-import time
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Iterator
 
 import gradio as gr
 import numpy as np
@@ -31,9 +29,9 @@ import torch
 
 import pixelcnn
 from pixelcnn import ModelLoadError, page
-from pixelcnn.page import KEEPS, digit_posterior, digits_picture, drawing_order, heat_picture
+from pixelcnn.page import KEEPS, InputError, digit_posterior, paced, whole
 from pixelcnn.drawing import MARK_HEX, MARK_OPACITY, SIDE
-from pixelcnn.plotting import CURSOR, PAD, VIRIDIS, beside, binary_rgb, colorize, gif, kept_view, tile
+from pixelcnn.plotting import PAD, binary_rgb, colorize, kept_view, tile
 from pixelcnn.weights import DEFAULT_MODEL
 
 MODEL = os.environ.get("PIXELCNN_MODEL", DEFAULT_MODEL)  # a folder in weights/, a folder, or a Hub repo id
@@ -53,49 +51,12 @@ DIGITS = [ANY, *(str(d) for d in range(10))]
 PIXEL = (20, 14)  # (row, column) whose receptive field Inspect shows first
 EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parent / "examples").glob("*.png"))
 GIF_DIR = Path(tempfile.gettempdir()) / "pixelcnn-app"  # the runs' GIFs, each kept an hour
-# the receptive field: the pixel itself (CURSOR), and each earlier or later pixel
-FIELD = {"seen": (33, 145, 140), "blind spot": (255, 150, 0), "beyond reach": (60, 60, 72), "later": (175, 175, 175)}
-LEGEND = ("<div style='display:flex;gap:.5em;align-items:center;font-size:.85em'>{lo}<div style='flex:1;"
-          "height:.8em;background:linear-gradient(to right," + ",".join(f"rgb{tuple(int(v) for v in c)}"
-                                                                        for c in VIRIDIS) + ")'></div>{hi}</div>")
-FIELD_LEGEND = ("<div style='display:flex;flex-wrap:wrap;gap:.2em 1em;font-size:.85em'>" + "".join(
-    f"<span><span style='display:inline-block;width:.9em;height:.9em;vertical-align:-.1em;background:rgb{c}'>"
-    f"</span> {name}</span>" for name, c in [("the pixel", CURSOR), *FIELD.items()]) + "</div>")
-CSS = ".pixels img { image-rendering: pixelated; }"  # launch(css=CSS): keep upscaled pixels sharp
-# Select the brush of each sketchpad once it is on the page (a tab draws its content when first opened)
-BRUSH_ON = """() => {
-    const pick = () => document.querySelectorAll('.sketch').forEach(pad => {
-        const brush = pad.querySelector('button[aria-label="Brush"]');
-        if (brush && !pad.dataset.brushOn) { pad.dataset.brushOn = '1'; brush.click(); }
-    });
-    pick();
-    new MutationObserver(pick).observe(document.body, {childList: true, subtree: true});
-    // The marker paints on a layer of its own, over the digit's (a stroke replaces what is under it in its
-    // layer): picking a colour picks its layer, the ink's first, the marker's second, then closes the colours
-    // as a click beside them would (left open, the next strokes on the new layer keep only the last).
-    document.addEventListener('click', event => {
-        const swatch = event.target.closest('.marker menu.swatch button.color');
-        if (!swatch) return;
-        const pad = swatch.closest('.marker');
-        const layer = `layer-${[...swatch.parentElement.children].indexOf(swatch) + 1}`;
-        const close = () => setTimeout(() => document.body.dispatchEvent(new MouseEvent('mousedown', {bubbles: true})));
-        const choose = () => { pad.querySelector(`button[aria-label="${layer}"]`)?.click(); close(); };
-        setTimeout(() => {
-            if (pad.querySelector(`button[aria-label="${layer}"]`)) return choose();
-            pad.querySelector('button.layer-title-button')?.click();  // the list of layers opens first
-            setTimeout(choose, 50);
-        });
-    }, true);
-}"""
+CSS = page.CSS  # launch(css=CSS)
 
 NO_LABELS = "The model {name} has no labels: choose “any” digit, or a labelled model."
 NO_READING = "The model {name} has no labels: it cannot tell which digit a drawing is."
 PACES = ["slow", "normal", "fast"]
 SAMPLER = {"concurrency_id": "sampler", "concurrency_limit": 4}  # at most 4 streams drawing at once
-
-
-class InputError(ValueError):
-    """What a visitor gave cannot be used; the message is shown in the page."""
 
 
 # --- the model -------------------------------------------------------------------------------
@@ -162,17 +123,6 @@ def reference_bits_per_pixel(name: str, marginal: bool) -> float | None:
 
 # --- what the page does ----------------------------------------------------------------------
 
-def whole(name: str, value, lo: int, hi: int) -> int:
-    """value as an int, or an InputError that says what was expected."""
-    try:
-        ok = value == int(value) and lo <= value <= hi
-    except (TypeError, ValueError, OverflowError):  # None, NaN, infinity, text
-        ok = False
-    if not ok:
-        raise InputError(f"The {name} must be a whole number from {lo} to {hi}, got {value}.")
-    return int(value)
-
-
 def pick_seed(seed, random_seed: bool) -> int:
     """The seed to use: a fresh one if asked for, or if the box is empty."""
     if random_seed or seed is None:
@@ -198,70 +148,13 @@ def frames_per_second(pace: str) -> float:
     return {"slow": SLOW_FPS, "normal": FPS, "fast": 0.0}[pace]
 
 
-def paced(frames: Iterator, fps: float) -> Iterator:
-    """Pass frames on no faster than fps a second (0: as they come), at a pace a person can follow."""
-    next_at = time.perf_counter()
-    for frame in frames:
-        if fps > 0:
-            time.sleep(max(0.0, next_at - time.perf_counter()))
-            next_at = max(next_at, time.perf_counter()) + 1 / fps
-        yield frame
-
-
-def save_gif(frames: list[np.ndarray], fps: float, name: str) -> str:
-    """Write a run's frames as an animated GIF in GIF_DIR, where GIFs older than an hour are removed; its path."""
-    GIF_DIR.mkdir(exist_ok=True)
-    for old in GIF_DIR.glob("*.gif"):
-        with contextlib.suppress(OSError):  # another process may remove it first
-            if old.stat().st_mtime < time.time() - 3600:
-                old.unlink()
-    fd, path = tempfile.mkstemp(dir=GIF_DIR, prefix=f"{name}-", suffix=".gif")
-    with os.fdopen(fd, "wb") as f:
-        f.write(gif(frames, fps=fps or 20))
-    return path
-
-
-class Run(NamedTuple):
-    """What a finished run leaves for its GIF: every frame it streamed, and how they are drawn."""
-
-    steps: list[pixelcnn.SampleStep]
-    order: np.ndarray  # page.drawing_order's: when each pixel was drawn, -1 where kept
-    given: np.ndarray | None  # (28, 28): the kept pixels' values
-    fps: float
-    name: str  # the GIF's name
-
-
-def run(steps: Iterator[pixelcnn.SampleStep], fps: float, known: np.ndarray | None, given: np.ndarray | None,
-        name: str, heat: bool, candidates: int | None = None) -> Iterator[tuple]:
-    """A run's frames at its pace: (digits, heatmap if asked for, status, None), the last with its Run.
-
-    candidates: how many completions are drawn to resample from, where the completion resamples.
-    """
-    shown, t0, total = [], time.perf_counter(), SIDE * SIDE
-    for step in paced(steps, fps):
-        if not shown:  # the model's order is known from the first frame on
-            order = drawing_order(step.orientation, known)
-            candidates = candidates if step.ess is not None else None
-        shown.append(step)
-        pictures = digits_picture(step, order, given), heat_picture(step, order) if heat else None
-        if step.position < total:
-            yield *pictures, page.progress(step.position, step.orientation, candidates), None
-    each = f" in each of {candidates} candidates" if candidates else ""
-    status = f"Drew {int((order >= 0).sum()):,} pixels{each} in {time.perf_counter() - t0:.1f} s."
-    yield *pictures, status, Run(shown, order, given, fps, name)
-
-
 def take_home(kept: dict) -> str | None:
     """The GIF of the run that generate or complete left in `kept` (None if it was stopped or said why not).
 
     It is made after the stream, from the frames it streamed: the digits beside their heatmap.
     """
     finished = kept.pop("run", None)
-    if finished is None:
-        return None
-    frames = [beside(digits_picture(step, finished.order, finished.given), heat_picture(step, finished.order))
-              for step in finished.steps]
-    return save_gif(frames, finished.fps, finished.name)
+    return None if finished is None else page.save_gif(finished, GIF_DIR)
 
 
 def as_digit(label: int | None, n: int) -> str:
@@ -299,31 +192,17 @@ def generate(n: int, seed: float, random_seed: bool, temperature: float, model_n
         yield None, None, gr.skip(), f"⚠️ {e}"  # gr.skip(): the seed box keeps what was typed
         return
     done = f" {n} digit{'s' * (n > 1)}{as_digit(label, n)}, seed {used}, temperature {temperature:g}."
-    for digits, heat, status, finished in run(steps, fps, None, None, f"digits-seed{used}", heat=True):
+    for digits, heat, status, finished in page.frames(paced(steps, fps), None, None, f"digits-seed{used}", fps,
+                                                      heat=True):
         if finished:
             kept["run"] = finished
         yield digits, heat, used, status + done * bool(finished)
 
 
-def pick_keep(keep) -> str:
-    """What a completion keeps: one of KEEPS, or an InputError that lists them."""
-    if keep not in KEEPS:
-        raise InputError(f"What to keep must be one of {', '.join(KEEPS)}, got {keep!r}.")
-    return keep
-
-
-def kept_of(drawing, keep, lines, mark=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(the digit, the pixels a completion keeps, the marked region), each (28, 28), from the page's choices."""
-    digit, marked = pixelcnn.from_marked_drawing(drawing, mark)
-    keep = pick_keep(keep)
-    lines = whole("number of kept rows or columns", lines, 1, SIDE - 1)
-    return digit, page.kept_pixels(keep, lines, marked), marked
-
-
 def preview(drawing, keep: str, lines: int) -> tuple[np.ndarray | None, str]:
     """The digit the model would see, the part to redraw dimmed; or why there is none."""
     try:
-        digit, kept, marked = kept_of(drawing, keep, lines)
+        digit, kept, marked = page.read_completion(drawing, keep, lines)
     except ValueError as e:  # DrawingError, InputError
         return None, f"⚠️ {e}"
     why = page.cannot_complete(digit, kept, keep, lines)
@@ -361,7 +240,7 @@ def complete(drawing, keep: str, lines: int, n: int, seed: float, random_seed: b
     kept = {} if kept is None else kept
     kept.pop("run", None)  # a run stopped before its end leaves no GIF
     try:
-        image, known, _ = kept_of(drawing, keep, lines, mark)  # (28, 28) each
+        image, known, _ = page.read_completion(drawing, keep, lines, mark)  # (28, 28) each
         view = kept_view(image, known, ZOOM)
         why = page.cannot_complete(image, known, keep, lines)
         if why:
@@ -381,7 +260,8 @@ def complete(drawing, keep: str, lines: int, n: int, seed: float, random_seed: b
     part = page.kept_part(keep, lines, known)
     done = f" {n} completion{'s' * (n > 1)} of {part}{as_digit(label, n)}, seed {used}."
     name = f"completions-{keep}-seed{used}"
-    for images, _, status, finished in run(steps, fps, known, image, name, heat=False, candidates=candidates):
+    for images, _, status, finished in page.frames(paced(steps, fps), known, image, name, fps, heat=False,
+                                                   candidates=candidates):
         if finished:
             kept["run"] = finished
             ess = finished.steps[-1].ess
@@ -458,11 +338,7 @@ def receptive_field(model_name: str, row: int, col: int) -> tuple[np.ndarray | N
     except ValueError as e:  # InputError, ModelLoadError
         return None, f"⚠️ {e}"
     parts = {k: v.numpy() for k, v in pixelcnn.receptive.field_parts(model, row, col, size=SIDE).items()}
-    rgb = np.zeros((SIDE, SIDE, 3), np.uint8)
-    for part, color in FIELD.items():
-        rgb[parts[part]] = color
-    rgb[row, col] = CURSOR
-    return tile(rgb[None], scale=ZOOM), page.field_text(parts, row, col)
+    return page.field_picture(parts, row, col, ZOOM), page.field_text(parts, row, col)
 
 
 def pick_pixel(evt: gr.SelectData) -> tuple[int, int]:
@@ -548,7 +424,7 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
                     digits = picture("Digits", "**Digits**, the red pixel is drawn next")
                 with gr.Column(scale=2):
                     heat = picture("Probabilities", "**Probability** with which each pixel got its value")
-                    gr.HTML(LEGEND.format(lo="0", hi="1"))
+                    gr.HTML(page.legend("0", "1"))
             status = gr.Markdown()
             g_inputs = [n, seed, random_seed, temperature, picker, g_digit, pace]
             g_outputs = [digits, heat, seed, status]
@@ -603,10 +479,10 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
                     i_view = picture("Model view", "**What the model sees**")
                 with gr.Column(scale=1, min_width=180):
                     p_map = picture("P(pixel = 1)", "**P(pixel = 1 | the pixels before it)**")
-                    gr.HTML(LEGEND.format(lo="0", hi="1"))
+                    gr.HTML(page.legend("0", "1"))
                 with gr.Column(scale=1, min_width=180):
                     s_map = picture("Surprise", "**Surprise**: -log P(the pixel's value), in nats")
-                    gr.HTML(LEGEND.format(lo="0", hi=f"≥ {SURPRISE_MAX}"))
+                    gr.HTML(page.legend("0", f"≥ {SURPRISE_MAX}"))
             i_text = gr.Markdown()
             with gr.Row():
                 with gr.Column(scale=2, min_width=240, visible=labels) as reading:
@@ -616,7 +492,7 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
                 with gr.Column(scale=1, min_width=180):
                     field = picture("Receptive field", "**Receptive field** of the red pixel: the earlier pixels "
                                                        "its probability depends on")
-                    gr.HTML(FIELD_LEGEND)
+                    gr.HTML(page.FIELD_LEGEND)
                 with gr.Column(scale=2, min_width=240):
                     gr.Markdown("Click a pixel in any picture above, or pick it here:")
                     f_row = gr.Slider(1, SIDE, PIXEL[0] + 1, step=1, label="Row")
@@ -650,7 +526,7 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
         gr.on([], inspect_digit, [drawing, picker], i_outputs, api_name="inspect")
         gr.on([], read_digit, [drawing, picker], posterior, api_name="read_digit")
 
-        demo.load(None, js=BRUSH_ON)  # the sketchpads open with their brush selected: no extra click
+        demo.load(None, js=page.BRUSH_ON)  # the sketchpads open with their brush selected: no extra click
     demo.queue(max_size=64)
     return demo
 

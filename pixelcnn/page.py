@@ -1,23 +1,28 @@
-"""What the app's page shows and says, apart from the wiring: what a completion keeps, the pictures of a run, the texts.
+"""The app's work that is not wiring: what a completion keeps, a run's frames and GIF, the texts, the page's look.
 
 app.py wires these to a page. They take and return arrays and strings, so that they are tested
-without one (tests/test_app.py).
+without one (tests/test_app.py, tests/test_browser.py).
 
     kept = page.kept_pixels("bottom", 14)   # (28, 28) bool: the bottom 14 rows
     why = page.cannot_complete(digit, kept, "bottom", 14)  # a message, or None
-    order = page.drawing_order(step.orientation, kept)     # when each pixel is drawn, -1 if kept
-    picture = page.digits_picture(step, order, digit)
+    for digits, heat, status, run in page.frames(steps, kept, digit, "completions", fps=0, heat=False): ...
 """
 
+import contextlib
 import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
 
-from .drawing import SIDE
+from .drawing import SIDE, from_marked_drawing
 from .orders import unorient
-from .plotting import binary_rgb, colorize, mark_progress, tile
-from .sampling import label_nats
+from .plotting import CURSOR, VIRIDIS, beside, binary_rgb, colorize, gif, mark_progress, tile
+from .sampling import SampleStep, label_nats
 
 # What a completion keeps: the sides keep `lines` rows or columns; "marked" redraws the marked region.
 KEEPS = {"top": "the top rows", "bottom": "the bottom rows", "left": "the left columns", "right": "the right columns",
@@ -42,6 +47,25 @@ FEW_COUNTED = (" Few did: each candidate is drawn from the pixels before it alon
                "More candidates help{orientations}.")
 
 
+# --- the page's checks --------------------------------------------------------------------------
+
+class InputError(ValueError):
+    """What a visitor gave cannot be used; the message is shown in the page."""
+
+
+def whole(name: str, value, lo: int, hi: int) -> int:
+    """value as an int, or an InputError that says what was expected."""
+    try:
+        ok = value == int(value) and lo <= value <= hi
+    except (TypeError, ValueError, OverflowError):  # None, NaN, infinity, text
+        ok = False
+    if not ok:
+        raise InputError(f"The {name} must be a whole number from {lo} to {hi}, got {value}.")
+    return int(value)
+
+
+# --- what a completion keeps -----------------------------------------------------------------------
+
 def kept_pixels(keep: str, lines: int, marked: np.ndarray | None = None) -> np.ndarray:
     """(28, 28) bool, True where a completion keeps the drawing's pixel.
 
@@ -63,6 +87,19 @@ def kept_pixels(keep: str, lines: int, marked: np.ndarray | None = None) -> np.n
     else:
         raise ValueError(f"keep must be one of {', '.join(KEEPS)}, got {keep!r}")
     return kept
+
+
+def read_completion(drawing, keep, lines, mark=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A drawing and the page's choice of what to keep -> (the digit, the pixels kept, the marked region), (28, 28).
+
+    Raises:
+        DrawingError: as from_marked_drawing. InputError: a choice that is not one of KEEPS, lines not in 1..27.
+    """
+    digit, marked = from_marked_drawing(drawing, mark)
+    if keep not in KEEPS:
+        raise InputError(f"What to keep must be one of {', '.join(KEEPS)}, got {keep!r}.")
+    lines = whole("number of kept rows or columns", lines, 1, SIDE - 1)
+    return digit, kept_pixels(keep, lines, marked), marked
 
 
 def kept_part(keep: str, lines: int, kept: np.ndarray) -> str:
@@ -96,6 +133,8 @@ def preview_text(keep: str, lines: int, kept: np.ndarray, marked: np.ndarray) ->
         text += " The orange mark is not used: choose “redraw what I mark” to redraw the marked part."
     return text
 
+
+# --- a run: its frames as they stream, and its GIF ------------------------------------------------
 
 def drawing_order(orientation: int, kept: np.ndarray | None = None) -> np.ndarray:
     """(28, 28) ints: each pixel's place in the order the model draws in (pixelcnn.orders), -1 where kept."""
@@ -146,6 +185,67 @@ def resampling(ess: float, candidates: int, n: int, keep: str, n_orientations: i
     return text
 
 
+def paced(frames: Iterator, fps: float) -> Iterator:
+    """Pass frames on no faster than fps a second (0: as they come), at a pace a person can follow."""
+    next_at = time.perf_counter()
+    for frame in frames:
+        if fps > 0:
+            time.sleep(max(0.0, next_at - time.perf_counter()))
+            next_at = max(next_at, time.perf_counter()) + 1 / fps
+        yield frame
+
+
+class Run(NamedTuple):
+    """What a finished run leaves for its GIF: every frame it streamed, and how they are drawn."""
+
+    steps: list[SampleStep]
+    order: np.ndarray  # drawing_order's: when each pixel was drawn, -1 where kept
+    given: np.ndarray | None  # (28, 28): the kept pixels' values
+    fps: float
+    name: str  # the GIF's name
+
+
+def frames(steps: Iterator[SampleStep], known: np.ndarray | None, given: np.ndarray | None, name: str, fps: float,
+           heat: bool, candidates: int | None = None) -> Iterator[tuple]:
+    """A run's pictures as its frames come: (digits, heatmap if asked for, status, None), the last with its Run.
+
+    Args:
+        steps: sample_stream's or complete_stream's frames, paced as they are to be shown.
+        known, given: (28, 28) the pixels a completion keeps and their values; None for generation.
+        fps: the pace, for the GIF.
+        candidates: how many completions are drawn to resample from, where the completion resamples.
+    """
+    shown, t0, total = [], time.perf_counter(), SIDE * SIDE
+    for step in steps:
+        if not shown:  # the model's order is known from the first frame on
+            order = drawing_order(step.orientation, known)
+            candidates = candidates if step.ess is not None else None
+        shown.append(step)
+        pictures = digits_picture(step, order, given), heat_picture(step, order) if heat else None
+        if step.position < total:
+            yield *pictures, progress(step.position, step.orientation, candidates), None
+    each = f" in each of {candidates} candidates" if candidates else ""
+    status = f"Drew {int((order >= 0).sum()):,} pixels{each} in {time.perf_counter() - t0:.1f} s."
+    yield *pictures, status, Run(shown, order, given, fps, name)
+
+
+def save_gif(run: Run, folder: Path) -> str:
+    """A run as an animated GIF in folder, the digits beside their heatmap, a frame per streamed frame; its path.
+
+    GIFs in folder older than an hour are removed.
+    """
+    folder.mkdir(exist_ok=True)
+    for old in folder.glob("*.gif"):
+        with contextlib.suppress(OSError):  # another process may remove it first
+            if old.stat().st_mtime < time.time() - 3600:
+                old.unlink()
+    pictures = [beside(digits_picture(step, run.order, run.given), heat_picture(step, run.order)) for step in run.steps]
+    fd, path = tempfile.mkstemp(dir=folder, prefix=f"{run.name}-", suffix=".gif")
+    with os.fdopen(fd, "wb") as f:
+        f.write(gif(pictures, fps=run.fps or 20))
+    return path
+
+
 # --- Inspect -----------------------------------------------------------------------------------
 
 def digit_posterior(model, x: torch.Tensor) -> np.ndarray:
@@ -180,6 +280,15 @@ def surprise_text(nats: float, smap: np.ndarray, labelled: bool, reference: floa
     return text
 
 
+def field_picture(parts: dict[str, np.ndarray], row: int, col: int, scale: int) -> np.ndarray:
+    """The receptive field of pixel (row, col), from 0: each part (receptive.field_parts') in its FIELD colour."""
+    rgb = np.zeros((SIDE, SIDE, 3), np.uint8)
+    for part, color in FIELD.items():
+        rgb[parts[part]] = color
+    rgb[row, col] = CURSOR
+    return tile(rgb[None], scale=scale)
+
+
 def field_text(parts: dict[str, np.ndarray], row: int, col: int) -> str:
     """What the receptive field picture shows, counted: pixel (row, col) from 0, parts as receptive.field_parts'."""
     seen, blind, beyond = (int(parts[k].sum()) for k in ("seen", "blind spot", "beyond reach"))
@@ -193,3 +302,45 @@ def field_text(parts: dict[str, np.ndarray], row: int, col: int) -> str:
     if beyond:
         text += f" {beyond} earlier pixel{'s are' if beyond > 1 else ' is'} beyond its reach."
     return text
+
+
+# --- the page's look: its colours' legends, its style, its script ---------------------------------
+
+# the receptive field: the pixel itself (CURSOR), and each earlier or later pixel
+FIELD = {"seen": (33, 145, 140), "blind spot": (255, 150, 0), "beyond reach": (60, 60, 72), "later": (175, 175, 175)}
+FIELD_LEGEND = ("<div style='display:flex;flex-wrap:wrap;gap:.2em 1em;font-size:.85em'>" + "".join(
+    f"<span><span style='display:inline-block;width:.9em;height:.9em;vertical-align:-.1em;background:rgb{c}'>"
+    f"</span> {name}</span>" for name, c in [("the pixel", CURSOR), *FIELD.items()]) + "</div>")
+CSS = ".pixels img { image-rendering: pixelated; }"  # launch(css=CSS): keep upscaled pixels sharp
+# Select the brush of each sketchpad once it is on the page (a tab draws its content when first opened)
+BRUSH_ON = """() => {
+    const pick = () => document.querySelectorAll('.sketch').forEach(pad => {
+        const brush = pad.querySelector('button[aria-label="Brush"]');
+        if (brush && !pad.dataset.brushOn) { pad.dataset.brushOn = '1'; brush.click(); }
+    });
+    pick();
+    new MutationObserver(pick).observe(document.body, {childList: true, subtree: true});
+    // The marker paints on a layer of its own, over the digit's (a stroke replaces what is under it in its
+    // layer): picking a colour picks its layer, the ink's first, the marker's second, then closes the colours
+    // as a click beside them would (left open, the next strokes on the new layer keep only the last).
+    document.addEventListener('click', event => {
+        const swatch = event.target.closest('.marker menu.swatch button.color');
+        if (!swatch) return;
+        const pad = swatch.closest('.marker');
+        const layer = `layer-${[...swatch.parentElement.children].indexOf(swatch) + 1}`;
+        const close = () => setTimeout(() => document.body.dispatchEvent(new MouseEvent('mousedown', {bubbles: true})));
+        const choose = () => { pad.querySelector(`button[aria-label="${layer}"]`)?.click(); close(); };
+        setTimeout(() => {
+            if (pad.querySelector(`button[aria-label="${layer}"]`)) return choose();
+            pad.querySelector('button.layer-title-button')?.click();  // the list of layers opens first
+            setTimeout(choose, 50);
+        });
+    }, true);
+}"""
+
+
+def legend(lo: str, hi: str) -> str:
+    """HTML: the viridis colour bar of the heatmaps, from lo to hi."""
+    stops = ",".join(f"rgb{tuple(int(v) for v in c)}" for c in VIRIDIS)
+    return (f"<div style='display:flex;gap:.5em;align-items:center;font-size:.85em'>{lo}<div style='flex:1;"
+            f"height:.8em;background:linear-gradient(to right,{stops})'></div>{hi}</div>")

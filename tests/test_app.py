@@ -222,8 +222,8 @@ def test_pacing_holds_frames_per_second(monkeypatch):
     def sleep(seconds):
         clock[0] += seconds
 
-    monkeypatch.setattr(app.time, "perf_counter", lambda: clock[0])
-    monkeypatch.setattr(app.time, "sleep", sleep)
+    monkeypatch.setattr(page.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(page.time, "sleep", sleep)
     assert list(app.paced(range(6), fps=20)) == list(range(6))
     assert clock[0] == pytest.approx(0.25)  # 5 intervals of 1/20 s
     assert list(app.paced(range(100), fps=0)) == list(range(100)) and clock[0] == pytest.approx(0.25)
@@ -539,7 +539,7 @@ def test_inspect_reads_the_digit_from_the_models_likelihoods(gated_dir):
 def field_colors(picture: np.ndarray) -> dict[str, np.ndarray]:
     """Which pixels of app.receptive_field()'s picture have each of its colours: (28, 28) bool each."""
     cells = untile(picture, 1, scale=app.ZOOM, rgb=True)[0]
-    colors = {**app.FIELD, "the pixel": CURSOR}
+    colors = {**page.FIELD, "the pixel": CURSOR}
     return {part: (cells == color).all(axis=2) for part, color in colors.items()}
 
 
