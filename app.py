@@ -1,6 +1,6 @@
-"""The PixelCNN in a browser: watch digits being drawn pixel by pixel, finish a half-drawn
-digit, and see how likely the model finds a digit, which digit a labelled model takes it
-for, and which earlier pixels each pixel's probability depends on.
+"""The PixelCNN in a browser: watch digits being drawn pixel by pixel, finish a digit from any
+side or redraw a part you mark, and see how likely the model finds a digit, which digit a
+labelled model takes it for, and which earlier pixels each pixel's probability depends on.
 
     python app.py                        # weights/pixelcnn/ on http://127.0.0.1:7860
     python app.py --model user/repo      # a Hub repo id (or a folder); PIXELCNN_MODEL=... also works
