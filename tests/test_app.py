@@ -25,6 +25,7 @@ import pixelcnn  # noqa: E402
 from pixelcnn import page  # noqa: E402
 from pixelcnn.drawing import EMPTY, MARK, MARK_OPACITY, frame_of  # noqa: E402
 from pixelcnn.plotting import CURSOR, CUT, NOT_YET  # noqa: E402
+from drawings import seven, sketch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WARN = "⚠️"
@@ -61,23 +62,6 @@ def gated_dir(weights) -> str:
 @pytest.fixture(autouse=True)
 def no_pacing(monkeypatch):
     monkeypatch.setattr(app, "FPS", 0)
-
-
-def seven(size: int = 400, width: int = 40, ink=(0, 0, 0, 255), paper=(255, 255, 255, 255)) -> Image.Image:
-    """A '7' drawn with a thick pen, as on the sketchpad."""
-    im = Image.new("RGBA", (size, size), paper)
-    d = ImageDraw.Draw(im)
-    s = size / 400
-    d.line([(110 * s, 90 * s), (290 * s, 90 * s), (170 * s, 330 * s)], fill=ink, width=max(1, round(width * s)))
-    return im
-
-
-def sketch(composite: Image.Image | None) -> dict:
-    """What gr.Sketchpad hands over: a white background, the strokes, and what the visitor sees."""
-    white = np.full((400, 400, 4), 255, np.uint8)
-    if composite is None:
-        return {"background": white, "layers": [], "composite": None}
-    return {"background": white, "layers": [np.asarray(composite)], "composite": np.asarray(composite)}
 
 
 def untile(picture: np.ndarray, n: int, scale: int = 0, h: int = 28, rgb: bool = False) -> np.ndarray:

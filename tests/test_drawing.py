@@ -9,23 +9,7 @@ from PIL import Image, ImageDraw
 import pixelcnn
 from pixelcnn import DrawingError, from_drawing
 from pixelcnn.drawing import EMPTY, MARK, MARK_OPACITY, MAX_SIDE, THIN, frame_of, from_marked_drawing, shrink, to_rgba
-
-
-def seven(size: int = 400, width: int = 40, ink=(0, 0, 0, 255), paper=(255, 255, 255, 255)) -> Image.Image:
-    """A '7' drawn with a thick pen, as on the sketchpad."""
-    im = Image.new("RGBA", (size, size), paper)
-    d = ImageDraw.Draw(im)
-    s = size / 400
-    d.line([(110 * s, 90 * s), (290 * s, 90 * s), (170 * s, 330 * s)], fill=ink, width=max(1, round(width * s)))
-    return im
-
-
-def sketch(composite: Image.Image | None) -> dict:
-    """What gr.Sketchpad hands over: a white background, the strokes, and what the visitor sees."""
-    white = np.full((400, 400, 4), 255, np.uint8)
-    if composite is None:
-        return {"background": white, "layers": [], "composite": None}
-    return {"background": white, "layers": [np.asarray(composite)], "composite": np.asarray(composite)}
+from drawings import seven, sketch
 
 
 def test_a_sketch_becomes_an_mnist_digit():
