@@ -2,7 +2,8 @@
 the full network for every pixel, and the fast caches [1] for PixelCNN and GatedPixelCNN.
 
 The sampling loop in sampling.py asks a `StepCache` for the logit of pixel p (raster order),
-draws the pixel, and hands it back with put(p, ...), for p = k, k + 1, ..., H * W - 1.
+draws the pixel, and hands it back with put(p, ...), for p = k, k + 1, ..., H * W - 1;
+completion's resampling also copies whole rows of the batch onto others with reorder(index).
 A model opts in to fast sampling with a method `step_cache(n, height, width, label)` that
 returns one; `FullPasses` serves every other model.
 
@@ -72,6 +73,26 @@ class StepCache(Protocol):
     def put(self, p: int, bits: np.ndarray) -> None:
         """Set pixel p to bits (n,) bool; called before asking for pixel p + 1."""
 
+    def reorder(self, index: np.ndarray) -> None:
+        """Make each row r a copy of row index[r] (n,), in place, between put(p) and logit(p + 1).
+
+        Rows may be duplicated or dropped: complete's resampling (sampling.py) needs it, nothing else.
+        """
+
+
+def _take_rows(a: np.ndarray, index: np.ndarray) -> None:
+    """a[r] = a[index[r]] along the batch axis, in place (views of a stay valid), copying the rows that change."""
+    moved = np.flatnonzero(index != np.arange(len(index)))
+    a[moved] = a[index[moved]]  # the right side is a copy: no row is overwritten before it is read
+
+
+def _take_label(label, index: np.ndarray):
+    """A per-row label (or orientation) tensor reordered, as a new tensor (it may be a view of the caller's);
+    anything else as it is."""
+    if torch.is_tensor(label) and label.dim() == 1:
+        return label[torch.as_tensor(index, device=label.device)]
+    return label
+
 
 class FullPasses:
     """The reference StepCache for any model: the full network once per pixel."""
@@ -100,6 +121,11 @@ class FullPasses:
     def put(self, p: int, bits: np.ndarray) -> None:
         i, j = divmod(p, self.width)
         self.x[:, 0, i, j] = torch.from_numpy(bits).to(self.device, torch.float32)
+
+    @torch.no_grad()
+    def reorder(self, index: np.ndarray) -> None:
+        self.x[:] = self.x[torch.as_tensor(index, device=self.device)]
+        self.label, self.orientation = _take_label(self.label, index), _take_label(self.orientation, index)
 
 
 class _Layer(NamedTuple):
@@ -201,6 +227,16 @@ class PixelCNNCache:
     def put(self, p: int, bits: np.ndarray) -> None:
         i, j = divmod(p, self.width)
         self.layers[0].x[:, i + self.c, j + self.c, 0] = bits
+
+    def reorder(self, index: np.ndarray) -> None:
+        for layer in self.layers:
+            for a in (layer.x, layer.above, layer.out):
+                _take_rows(a, index)
+        _take_rows(self.top, index)
+
+
+# The per-row arrays of a _GatedLayer (its other fields are weights, shared by every row).
+_GATED_ROWS = ("y", "base", "v", "v_pre", "v_gate", "h", "pre", "out", "above")
 
 
 class _GatedLayer(NamedTuple):
@@ -398,3 +434,11 @@ class GatedPixelCNNCache:
         first = self.layers[0]
         first.v[:, i + first.c, j + first.c, 0] = bits
         first.h[:, first.c + j + 1, 0] = bits  # the horizontal stack sees x shifted right by one
+
+    def reorder(self, index: np.ndarray) -> None:
+        for layer in self.layers:  # y and base hold each row's label and orientation
+            for name in _GATED_ROWS:
+                _take_rows(getattr(layer, name), index)
+        _take_rows(self.top, index)
+        _take_rows(self.u, index)
+        self.label, self.orientation = _take_label(self.label, index), _take_label(self.orientation, index)  # begin's

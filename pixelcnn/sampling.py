@@ -17,11 +17,18 @@ raster order, or in another orientation of a model trained on several, see order
 exactly from p(unknown | known). Otherwise it draws `candidates` completions in the order that
 puts the most known pixels first, weights each by the probability of the known pixels that come
 after its first unknown one (the proposal times that weight is p(x)), and resamples n of them:
-sampling-importance-resampling, exact as the candidates grow [2].
+sampling-importance-resampling, exact as the candidates grow [2]. Weighed only at the end, a few
+candidates take nearly all the weight (for a central hole, 1 or 2 of 128); so the candidates are
+also resampled as they are drawn, after each row where their weights have grown too uneven and
+pixels remain to be drawn, the likely ones copied and the unlikely dropped: sequential Monte
+Carlo, a particle filter [3], also exact as the candidates grow.
 
 [1] EugenHotaj/pytorch-generative's `sample(conditioned_on=...)` fills the unknown pixels in
     raster order and ignores the known pixels after them; here they count.
 [2] Rubin, "Using the SIR algorithm to simulate posterior distributions", 1988.
+[3] Doucet and Johansen, "A tutorial on particle filtering and smoothing: fifteen years later", 2009;
+    systematic resampling from Kitagawa, "Monte Carlo filter and smoother for non-Gaussian
+    nonlinear state space models", 1996.
 """
 
 import math
@@ -37,6 +44,7 @@ from .cached import FullPasses, StepCache, single_threaded_blas
 from .orders import orient, unorient
 
 DROPPED = "dropped"  # label= for a labelled model's own unconditional p(x), its "no label" embedding
+RESAMPLE_BELOW = 0.5  # complete resamples a block of candidates when its ESS falls below this share of them
 SHARD_MIN = 32  # images per batch from which the sampler splits the batch over two cores
 _pool: ThreadPoolExecutor | None = None
 
@@ -48,8 +56,13 @@ class SampleStep(NamedTuple):
     position: int  # how many pixels (in the drawing's order) are final, the given ones included
     probs: torch.Tensor  # (n, 1, H, W) P(pixel = its value | pixels before it); NaN where not reached
     labels: torch.Tensor | None = None  # (n,) the labels drawn for label=None on a labelled model
-    ess: torch.Tensor | None = None  # complete: effective sample size of each resampling, where it resampled
+    # complete, where it weighs candidates: (groups,) the effective sample size (sum w)^2 / sum w^2 over all of
+    # each group's candidates, of the weights the outputs are picked by. A block's weights restart equal (at its
+    # mean) when it is resampled (_Drawing.resample_blocks), so this counts the candidates that carry weight
+    # since their block's last resampling, copies of one ancestor as several.
+    ess: torch.Tensor | None = None
     orientation: int = 0  # the order the pixels were drawn in (orders.py)
+    resamplings: torch.Tensor | None = None  # complete: (groups,) how many times a block of each group was resampled
 
 
 class Surprise(NamedTuple):
@@ -203,6 +216,9 @@ class MixtureSteps:
         """The mixture's logit of P(pixel p = 1 | pixels before it), after put(p)."""
         return self.last
 
+    def reorder(self, index: np.ndarray) -> None:
+        raise NotImplementedError("MixtureSteps is not resampled: complete draws each candidate's label up front")
+
 
 def _labels_from(log_lik: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
     """(n,) labels drawn from the posteriors softmax(log_lik) (n, L), by inverse CDF at the uniforms (n,)."""
@@ -253,6 +269,7 @@ class _Drawing:
     (its log-probability then adds to its image's log weight), else drawn: 1 where its logit is
     above its threshold. The batch may be split in shards, each with its own StepCache, drawn
     on two cores (the products release the GIL); every shard draws the same pixels it would alone.
+    With resample_blocks, blocks of candidates are resampled as they are drawn (sequential Monte Carlo).
     """
 
     def __init__(self, shards: list[tuple[StepCache, slice]], x: torch.Tensor, start: int,
@@ -268,6 +285,7 @@ class _Drawing:
         self.shown = np.full((hw, n), np.nan, np.float32)  # what the frames show: the mixture's, for one
         self.log_weight = np.zeros(n)
         self.thresholds, self.known = thresholds, known  # known: (HW, N) bool, or None for a prefix
+        self.width, self.blocks = w, []  # blocks: see resample_blocks
         single_threaded_blas()
         for steps, cols in shards:
             self.shown[:start, cols] = self.logits[:start, cols] = steps.begin(x[cols], start)
@@ -287,6 +305,60 @@ class _Drawing:
             bits[p] = drawn
             steps.put(p, drawn)
             self.shown[p, cols] = z if shown is None else shown(p)
+            if self.blocks and (p + 1) % self.width == 0 and p + 1 < self.hw:  # a row is done
+                self._resample(steps, cols, p // self.width)
+
+    def resample_blocks(self, cuts, uniforms: np.ndarray) -> None:
+        """Resample candidates as they are drawn: after each row, each block whose ESS is below RESAMPLE_BELOW.
+
+        A block is the candidates between two consecutive cuts (N,) or shard bounds, so that each shard
+        resamples its own rows, in its own thread, without moving rows between caches. Its candidates are
+        chosen by systematic resampling on their weights [3] and their whole state copied: the pixels, the
+        logits, the labels and the StepCache's rows (StepCache.reorder); not the thresholds, so that copies
+        draw apart. Each then gets the log of the block's mean weight, which keeps the weights comparable
+        between blocks: the final resampling over all of a group's candidates stays exact as they grow.
+
+        Args:
+            cuts: where blocks end, in 0..N (e.g. between groups); the shard bounds are added.
+            uniforms: (H, blocks) in [0, 1): one per row and block.
+        """
+        bounds = {0, *cuts} | {b for _, cols in self.shards for b in (cols.start, cols.stop)}
+        bounds = sorted(b for b in bounds if 0 <= b <= len(self.log_weight))
+        self.blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+        if uniforms.shape[1] < len(self.blocks):
+            raise ValueError(f"{len(self.blocks)} blocks need as many uniforms a row, got {uniforms.shape[1]}")
+        self.uniforms, self.resamplings = uniforms, np.zeros(len(self.blocks), int)
+        # Once a block has no unknown pixel left to draw, resampling would only drop candidates: the
+        # final resampling does it once. last[b]: the last position where block b draws a pixel.
+        unknown = ~self.known
+        last = np.where(unknown.any(0), self.hw - 1 - np.argmax(unknown[::-1], axis=0), -1)  # (N,)
+        self.last = [int(last[block].max()) for block in self.blocks]
+
+    def _resample(self, steps: StepCache, cols: slice, row: int) -> None:
+        """Resample the blocks of one shard whose ESS has fallen below RESAMPLE_BELOW of their size."""
+        index = np.arange(cols.stop - cols.start)  # row r of the shard becomes a copy of row index[r]
+        for b, block in enumerate(self.blocks):
+            if block.start < cols.start or block.stop > cols.stop or self.last[b] < (row + 1) * self.width:
+                continue  # another shard's, or nothing left to draw
+            lw = self.log_weight[block]
+            wts = np.exp(lw - lw.max())
+            m = len(wts)
+            if wts.sum() ** 2 >= RESAMPLE_BELOW * m * (wts ** 2).sum():
+                continue
+            points = (self.uniforms[row, b] + np.arange(m)) / m  # systematic: m evenly spaced points, one uniform
+            chosen = np.minimum(np.searchsorted(np.cumsum(wts / wts.sum()), points, side="right"), m - 1)
+            index[block.start - cols.start:block.stop - cols.start] = chosen + (block.start - cols.start)
+            self.log_weight[block] = lw.max() + np.log(wts.mean())
+            self.resamplings[b] += 1
+        moved = np.flatnonzero(index != np.arange(len(index)))
+        if not len(moved):
+            return
+        steps.reorder(index)
+        to, source = cols.start + moved, cols.start + index[moved]
+        for a in (self.bits, self.logits, self.shown):
+            a[:, to] = a[:, source]
+        if self.labels is not None:
+            self.labels[torch.from_numpy(to)] = self.labels[torch.from_numpy(source)]
 
     def frames(self, every: int) -> Iterator[int]:
         """Draw the pixels from start on, yielding how many are final after every `every` of them."""
@@ -520,7 +592,7 @@ def best_orientation(model, known) -> int:
     return int(np.argmax(firsts))
 
 
-def _complete(model, n, image, known, seed, temperature, label, candidates, every, image_size, shards):
+def _complete(model, n, image, known, seed, temperature, label, candidates, every, image_size, shards, resample):
     h, w = image_size
     n = _whole("n", n, 1)
     every = _whole("every", every, 1)
@@ -566,11 +638,17 @@ def _complete(model, n, image, known, seed, temperature, label, candidates, ever
     thresholds = _thresholds(total, h, w, seed, temperature)
     drawing = _make_drawing(model, xc, k, thresholds, kc.reshape(total, -1).T.numpy(), lab, o, False, u[:total],
                             shards)
-    labels = None if not mixture else lab
+    if mixture:  # each candidate's label, copied with it when it is resampled
+        drawing.labels = lab.clone()
+    if resample:  # blocks: a group's candidates in each half of the batch, whatever the shards (1 or 2)
+        cuts = [*range(0, total + 1, per), *np.linspace(0, total, 3).round().astype(int).tolist()]
+        columns = groups + 1 + max(len(drawing.shards), 2)  # enough for every block, the same for 1 and 2 shards
+        drawing.resample_blocks(cuts, np.random.default_rng([seed, 2]).random((h, columns)))
+        group_of_block = np.array([block.start // per for block in drawing.blocks])
     resample_u = u[total:]  # (n,): one uniform per output
 
     def picks() -> tuple[np.ndarray, torch.Tensor]:
-        """Which candidate each output shows, resampled by the weights so far; and each group's ESS."""
+        """Which candidate each output shows, resampled by the current weights; and each group's ESS."""
         lw = drawing.log_weight.reshape(groups, per)
         wts = np.exp(lw - lw.max(1, keepdims=True))
         ess = wts.sum(1) ** 2 / (wts ** 2).sum(1)
@@ -585,25 +663,29 @@ def _complete(model, n, image, known, seed, temperature, label, candidates, ever
     for position in drawing.frames(every):
         chosen, ess = picks()
         step = _frame(drawing, position, (n, h, w), o, cols=chosen, ess=ess)
-        yield step._replace(labels=None if labels is None else labels[chosen])
+        if resample:
+            step = step._replace(resamplings=torch.from_numpy(np.bincount(group_of_block, drawing.resamplings,
+                                                                           groups)).long())
+        yield step
 
 
 def complete_stream(model, n: int, image: torch.Tensor, known, seed: int = 0, temperature: float = 1.0, label=None,
                     candidates: int | None = None, every: int = 28, image_size: tuple[int, int] = (28, 28),
-                    shards: int | None = None) -> Iterator[SampleStep]:
+                    shards: int | None = None, resample: bool = True) -> Iterator[SampleStep]:
     """Complete the unknown pixels of an image n ways, yielding frames as they grow (see complete).
 
-    While candidates are drawn, each frame shows the n that the weights so far would pick
-    (they can change until the last frame), with the effective sample size of each resampling
-    in SampleStep.ess; frames come in the order the model draws, from the kept side.
+    While candidates are drawn, each frame shows the n that the current weights would pick
+    (they can change until the last frame), with each group's effective sample size in
+    SampleStep.ess and how often it was resampled in SampleStep.resamplings; frames come in the
+    order the model draws, from the kept side.
     """
     return _checked(_complete(model, n, image, known, seed, temperature, label, candidates, every, image_size,
-                              shards))
+                              shards, resample))
 
 
 def complete(model, n: int, image: torch.Tensor, known, seed: int = 0, temperature: float = 1.0, label=None,
              candidates: int | None = None, image_size: tuple[int, int] = (28, 28),
-             shards: int | None = None) -> torch.Tensor:
+             shards: int | None = None, resample: bool = True) -> torch.Tensor:
     """Keep the known pixels of an image exactly and draw the others, n ways.
 
     When every known pixel comes before every unknown one (in raster order, or in one of the
@@ -611,7 +693,11 @@ def complete(model, n: int, image: torch.Tensor, known, seed: int = 0, temperatu
     p(unknown | known). Otherwise `candidates` completions are drawn in the order that puts the
     most known pixels first, each weighted by the probability of the known pixels after its
     first unknown one, and n are resampled by weight (SIR): exact as candidates grows. At
-    temperature 1 only; another temperature changes the proposal, not the weights.
+    temperature 1 only; another temperature changes the proposal, not the weights. While they
+    are drawn, after each row, the candidates of a block (those of one distinct image in one half
+    of the batch) whose effective sample size is below RESAMPLE_BELOW of them are resampled
+    (sequential Monte Carlo), while pixels remain to be drawn: more of them count, and the
+    completions differ more.
 
     Args:
         model: a PixelCNN or GatedPixelCNN (with n_orientations 4, it may draw in another order).
@@ -624,16 +710,19 @@ def complete(model, n: int, image: torch.Tensor, known, seed: int = 0, temperatu
             given the known pixels that come first.
         candidates: how many completions to draw and resample from (default max(n, 128));
             with distinct images, candidates // n for each.
+        shards: as in sample; the completions are the same for 1 and 2.
+        resample: False weighs the candidates only at the end (plain SIR), to compare.
     Returns:
-        (n, 1, H, W) float images in {0, 1}. complete_stream's last frame also carries the
-        effective sample size of each resampling, (sum w)^2 / sum w^2.
+        (n, 1, H, W) float images in {0, 1}. complete_stream's last frame also carries each
+        group's effective sample size (sum w)^2 / sum w^2 of the final weights (those since the
+        last resampling of each block, see SampleStep.ess) and how many times it was resampled.
     Raises:
         ValueError: a mask with no unknown pixel, a mask or image of the wrong shape or type,
             an image that is not binary, candidates < n.
     """
     h, w = image_size
     return _last(_complete(model, n, image, known, seed, temperature, label, candidates, h * w, image_size,
-                           shards)).images
+                           shards, resample)).images
 
 
 # ---- probabilities of given images ----
