@@ -127,12 +127,16 @@ def measure(name: str, model, clf, test, args) -> dict:
     images, labels = test[0][:args.digits], test[1][:args.digits]
     out["completions"] = {}
     for what, known in KNOWN.items():
-        mask = known[None, None].expand(len(images), 1, SIDE, SIDE)
-        *_, last = pixelcnn.complete_stream(model, len(images), images, mask, seed=2, candidates=args.candidates *
-                                            len(images), every=SIDE * SIDE)
-        read = predict(clf, last.images).argmax(1)
+        done, ess = [], []
+        for chunk in images.split(args.chunk):  # the caches of digits x candidates rows stay in memory
+            mask = known[None, None].expand(len(chunk), 1, SIDE, SIDE)
+            *_, last = pixelcnn.complete_stream(model, len(chunk), chunk, mask, seed=2 + len(done),
+                                                candidates=args.candidates * len(chunk), every=SIDE * SIDE)
+            done.append(last.images)
+            ess += [] if last.ess is None else last.ess.tolist()
+        read = predict(clf, torch.cat(done)).argmax(1)
         out["completions"][what] = {"true_digit": float((read == labels).float().mean()),
-                                    "mean_ess": None if last.ess is None else float(last.ess.mean()),
+                                    "mean_ess": sum(ess) / len(ess) if ess else None,
                                     "orientation": pixelcnn.ORIENTATIONS[last.orientation]}
     if n_labels(model):
         nats = pixelcnn.label_nats(model, test[0][:args.bayes])
@@ -175,6 +179,7 @@ def main(argv=None) -> int:
     p.add_argument("--per-label", type=int, default=20, help="class-conditional samples per digit")
     p.add_argument("--digits", type=int, default=200, help="test digits to complete, one completion each")
     p.add_argument("--candidates", type=int, default=32, help="SIR candidates per completion")
+    p.add_argument("--chunk", type=int, default=16, help="digits completed at once (memory: digits x candidates)")
     p.add_argument("--bayes", type=int, default=10000, help="test digits to classify by likelihood")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 beside a training run")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 import train
@@ -552,3 +553,57 @@ def test_resume_and_restart_exclude_each_other(tiny_mnist, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train.main(args(tiny_mnist, tmp_path, "--resume", "--restart"))
     assert "exclude each other" in capsys.readouterr().err
+
+
+def test_the_weight_average_warms_up_and_forgets_the_first_steps():
+    from torch.optim.swa_utils import AveragedModel
+
+    from pixelcnn.trainer import ema_update
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    ema = AveragedModel(model, multi_avg_fn=ema_update(0.999))
+    expected = None
+    for step in range(2000):
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+        ema.update_parameters(model)
+        if expected is None:
+            expected = float(step)  # the first update copies the model
+        else:
+            n = step  # updates before this one
+            d = min(0.999, (1 + n) / (10 + n))
+            expected = d * expected + (1 - d) * step
+        assert ema.module.weight.item() == pytest.approx(expected, rel=1e-5)
+    # What is left of the first 100 steps' weights after 2,000: all but nothing; a plain EMA of 0.999
+    # (torch's get_ema_multi_avg_fn) still holds 15% of them, and scores like the early model.
+    from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+    for fn, low, high in ((ema_update(0.999), 0, 1e-3), (get_ema_multi_avg_fn(0.999), 0.1, 1)):
+        ema = AveragedModel(model, multi_avg_fn=fn)
+        for step in range(2000):
+            with torch.no_grad():
+                model.weight.fill_(1.0 if step < 100 else 0.0)
+            ema.update_parameters(model)
+        assert low <= ema.module.weight.item() < high
+
+
+def test_with_ema_the_average_is_saved_and_a_killed_run_resumes_to_it_exactly(tiny_mnist, tmp_path, kill_at):
+    ema = ["--ema", "0.99", "--checkpoint-every", "0"]
+    ref = tmp_path / "ref"
+    assert train.main(args(tiny_mnist, ref, *ema)) == 0
+    m = json.loads((ref / "weights" / "pixelcnn" / "metrics.json").read_text())
+    assert m["train_config"]["ema"] == 0.99 and "--ema 0.99" in (ref / "weights" / "pixelcnn" / "README.md").read_text()
+    saved = load_file(ref / "weights" / "pixelcnn" / "model.safetensors")
+    with safe_open(str(ref / "checkpoints" / "pixelcnn.safetensors"), "pt") as f:
+        raw = {k[len("model."):]: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}
+        average = {k[len("ema.module."):]: f.get_tensor(k) for k in f.keys() if k.startswith("ema.module.")}
+    assert all(torch.equal(saved[k], average[k]) for k in saved)  # the weights saved are the average's ...
+    assert any(not torch.equal(saved[k], raw[k]) for k in saved)  # ... not the last step's
+
+    disarm = kill_at(5)
+    with pytest.raises(Killed):
+        train.main(args(tiny_mnist, tmp_path, *ema))
+    disarm()
+    assert train.main(args(tiny_mnist, tmp_path, *ema, "--resume")) == 0
+    resumed = load_file(tmp_path / "weights" / "pixelcnn" / "model.safetensors")
+    assert all(torch.equal(resumed[k], saved[k]) for k in saved)
