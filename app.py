@@ -264,9 +264,10 @@ def complete(drawing, keep: str, lines: int, n: int, seed: float, random_seed: b
                                                    candidates=candidates):
         if finished:
             kept["run"] = finished
-            ess = finished.steps[-1].ess
-            if ess is not None:  # it resampled
-                done += page.resampling(float(ess[0]), candidates, n, keep, getattr(model.config, "n_orientations", 1))
+            last = finished.steps[-1]
+            if last.ess is not None:  # it resampled
+                done += page.resampling(float(last.ess[0]), candidates, n, keep,
+                                        getattr(model.config, "n_orientations", 1), int(last.resamplings[0]))
         yield view, images, used, status + done * bool(finished)
 
 

@@ -169,14 +169,19 @@ def progress(position: int, orientation: int, candidates: int | None = None) -> 
     return text if candidates is None else f"{text} in each of {candidates} candidates"
 
 
-def resampling(ess: float, candidates: int, n: int, keep: str, n_orientations: int) -> str:
+def resampling(ess: float, candidates: int, n: int, keep: str, n_orientations: int, renewed: int = 0) -> str:
     """What the status says where completion resampled: how many candidates counted, and why few did.
 
     Args:
-        ess: the effective sample size of the weights, (sum w)^2 / sum w^2: from 1 (one candidate
-            took all the weight) to candidates (all weighed alike).
+        ess: the effective sample size of the final weights, (sum w)^2 / sum w^2: from 1 (one
+            candidate took all the weight) to candidates (all weighed alike).
+        renewed: how many times, on the way, the unlikely candidates were replaced by copies of
+            likely ones (pixelcnn.complete's sequential resampling: SampleStep.resamplings).
     """
     text = f" **{ess:.1f} of the {candidates} candidates counted** (the effective sample size of their weights)."
+    if renewed:
+        text = text[:-2] + (f"; on the way, the unlikely ones were replaced by copies of likely ones "
+                            f"{renewed} time{'s' * (renewed > 1)}).")
     if ess < max(FEW * candidates, n):
         sides = keep in ("bottom", "left", "right") and n_orientations == 1
         text += FEW_COUNTED.format(repeat=", and completions repeat" if ess < n else "",

@@ -403,6 +403,9 @@ def test_the_page_says_how_many_candidates_counted_and_why_few_did():
     assert "completions repeat" in one and "as does a model trained on four orientations" in one
     assert "orientations" not in page.resampling(1.3, 128, 8, "bottom", 4)  # one that has them
     assert "Few did" in page.resampling(6.0, 32, 8, "marked", 1)  # fewer than the completions asked for
+    renewed = page.resampling(40.0, 128, 8, "marked", 1, renewed=3)
+    assert renewed.startswith(" **40.0 of the 128 candidates counted** (the effective sample size of their weights; ")
+    assert renewed.endswith("replaced by copies of likely ones 3 times).")
 
 
 # --- models ----------------------------------------------------------------------------------
