@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 import pixelcnn
+from pixelcnn.sampling import n_labels  # 0 for an unlabelled model
 from pixelcnn import ModelLoadError, page
 from pixelcnn.page import KEEPS, InputError, digit_posterior, paced, whole
 from pixelcnn.drawing import MARK_HEX, MARK_OPACITY, SIDE
@@ -91,11 +92,6 @@ def get_model(name: str | None) -> torch.nn.Module:
         raise ModelLoadError(f"no model yet: {WEIGHTS_DIR / name}/ is missing. Train one with `python train.py`, "
                              "or start the app with `--model user/repo`.")
     return _load(name, ())  # a Hub repo id, downloaded once into the Hugging Face cache
-
-
-def n_labels(model: torch.nn.Module) -> int:
-    """How many digit labels the model is conditioned on: 0 for an unlabelled model."""
-    return getattr(model.config, "n_labels", 0)
 
 
 def labelled(name: str) -> bool:
