@@ -8,10 +8,13 @@
     python train.py --model gated_pixelcnn --name gated-pixelcnn --hidden-channels 48 --n-layers 10 \\
         --first-kernel-size 15 --lr-schedule cosine
     python train.py --name pixelcnn --evaluate   # remeasure the saved model's test loss
+    python train.py --model gated_pixelcnn --n-orientations 4 --init-from weights/gated-pixelcnn ...
+                                           # start from a trained model's weights (fine-tune it)
     torchrun --nproc_per_node 2 train.py   # data-parallel
 """
 
 import argparse
+import hashlib
 import json
 import math
 import platform
@@ -65,6 +68,10 @@ def parse_args(argv=None):
     p.add_argument("--ema", type=float, default=0.0,
                    help="evaluate and save an exponential moving average of the weights with this decay, e.g. "
                         "0.999 (default: none)")
+    p.add_argument("--init-from", metavar="FOLDER",
+                   help="start from the weights of the model saved in FOLDER (a weights folder) instead of "
+                        "random ones: every weight of it must fit the new model; the new model's own extra "
+                        "weights (e.g. a four-orientation model's orientation embedding) keep their start")
     p.add_argument("--evaluate", action="store_true",
                    help="only measure the test loss of OUT/NAME (for a labelled model, also with p(x) marginalised "
                         "over the labels); print it and record it in its metrics.json")
@@ -152,6 +159,13 @@ def main(argv=None) -> int:
 
     torch.manual_seed(args.seed)
     model = MODEL_TYPES[args.model][1](config)
+    meta = {"model_config": asdict(config), "data": data_info}
+    if args.init_from:
+        try:
+            meta["init_from"] = initialise_from(model, Path(args.init_from))
+        except (ModelLoadError, TrainingError) as e:
+            print(f"train.py: error: {e}", file=sys.stderr)
+            return 1
     if rank == 0:
         n_params = sum(p.numel() for p in model.parameters())
         print(f"{args.name}: {config} ({n_params:,} parameters) on {device}"
@@ -170,6 +184,8 @@ def main(argv=None) -> int:
             "wall_time_s": round(state.elapsed, 1), "device": str(device), "processes": world,
             "runs": state.runs, "torch": torch.__version__, "platform": platform.platform(),
         }
+        if "init_from" in meta:
+            metrics["init_from"] = meta["init_from"]
         save_model(model, out)
         write_metrics(out, metrics)
         save_loss_curve(state.history, results / f"{args.name}_loss_curve.png", title=args.name,
@@ -186,7 +202,7 @@ def main(argv=None) -> int:
 
     try:
         state, model = fit(model, train, test, tc, checkpoint,
-                    resume=args.resume, on_epoch=on_epoch, meta={"model_config": asdict(config), "data": data_info})
+                    resume=args.resume, on_epoch=on_epoch, meta=meta)
     except (TrainingDiverged, TrainingError) as e:  # expected, and said in one line; anything else is a bug
         print(f"train.py: error: {e}", file=sys.stderr)
         return 1
@@ -198,6 +214,38 @@ def main(argv=None) -> int:
 
     print(f"wrote {out}/ and {results}/{args.name}_{{loss_curve,samples}}.png")
     return push_outputs(args, out, results) if args.push_to_hub else 0
+
+
+def initialise_from(model, folder: Path) -> dict:
+    """Copy into model the weights of the model saved in folder; what metrics.json records of it.
+
+    Every weight of the saved model must have a place of the same name and shape in model. The
+    weights only model has (a four-orientation model's orientation embedding, started from a
+    one-orientation model) keep their initial values: an embedding starts at zero, so the new
+    model starts as the saved one, in every orientation. The record (the folder, the weights'
+    SHA-256, how the saved model was trained) goes into the checkpoint's settings too, so that
+    --resume continues only the run that started from these very weights.
+    """
+    from pixelcnn.weights import WEIGHTS_DIR
+
+    if not folder.is_dir() and (WEIGHTS_DIR / folder).is_dir():
+        folder = WEIGHTS_DIR / folder  # a model's name, as load_model takes it
+    source = load_model(folder)
+    ours, theirs = model.state_dict(), source.state_dict()
+    misfits = [f"{k} {tuple(v.shape)}" + (f" (here {tuple(ours[k].shape)})" if k in ours else " (not here)")
+               for k, v in theirs.items() if k not in ours or ours[k].shape != v.shape]
+    if misfits:
+        raise TrainingError(f"--init-from {folder}: its weights do not fit this model: {', '.join(misfits[:4])}"
+                            f"{' ...' if len(misfits) > 4 else ''}")
+    model.load_state_dict({**ours, **theirs})
+    record = {"folder": str(folder), "sha256": hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest(),
+              "kept_their_start": sorted(set(ours) - set(theirs))}
+    metrics_path = folder / "metrics.json"
+    if metrics_path.is_file():
+        m = json.loads(metrics_path.read_text())
+        record.update(model=m.get("model"), epochs=m.get("epochs"), test_loss=m.get("test_loss"),
+                      wall_time_s=m.get("wall_time_s"), device=sorted({r["device"] for r in m.get("runs", [])}))
+    return record
 
 
 def push_outputs(args, out: Path, results: Path) -> int:

@@ -16,7 +16,7 @@ DESCRIPTIONS = {
 }
 
 
-def train_command(name: str, cfg: dict, tc: dict, epochs: int | None = None) -> str:
+def train_command(name: str, cfg: dict, tc: dict, epochs: int | None = None, init_from: dict | None = None) -> str:
     """The train.py command line of these settings, with `--epochs epochs` if given (see reproduction)."""
     from .weights import MODEL_TYPES
 
@@ -33,6 +33,8 @@ def train_command(name: str, cfg: dict, tc: dict, epochs: int | None = None) -> 
                          ("ema", 0.0)):
         if tc.get(k, default) != default:
             args.append(f"--{k.replace('_', '-')} {tc[k]}")
+    if init_from:
+        args.append(f"--init-from {init_from['folder']}")
     return "python train.py " + " ".join(args)
 
 
@@ -43,7 +45,8 @@ def reproduction(name: str, metrics: dict) -> str:
     stretched it from there, which one fresh run of the final length does not do.
     """
     cfg, tc, runs = metrics["model_config"], metrics["train_config"], metrics["runs"]
-    command = train_command(name, cfg, tc)
+    init = metrics.get("init_from")
+    command = train_command(name, cfg, tc, init_from=init)
     if tc.get("lr_schedule", "constant") != "cosine":
         return (f"`{command}` trains this model from scratch, and takes the same steps when stopped and continued "
                 f"with `--resume`, even with another `--epochs` (the learning rate is constant).")
@@ -65,7 +68,7 @@ def reproduction(name: str, metrics: dict) -> str:
         return (f"`--epochs` changed before a run had finished, so no sequence of train.py commands takes exactly "
                 f"these steps. {fresh}")
     then = "".join(f", then with `--epochs {e} --resume`" for e in plans[1:])
-    return (f"`{train_command(name, cfg, tc, plans[0])}`{then} (each once the one before has finished) takes the "
+    return (f"`{train_command(name, cfg, tc, plans[0], init)}`{then} (each once the one before has finished) takes the "
             f"steps that trained this model. {fresh}")
 
 
@@ -87,6 +90,23 @@ def _how_trained(metrics: dict) -> str:
               + (", which stretched the cosine schedule from there" if metrics["train_config"].get("lr_schedule")
                  == "cosine" else ""))
     return s
+
+
+def _started_from(metrics: dict) -> str:
+    """A sentence on the weights the run started from (train.py --init-from), or nothing."""
+    init = metrics.get("init_from")
+    if not init:
+        return ""
+    s = f"It started from the weights in `{init['folder']}` (SHA-256 `{init['sha256'][:12]}`"
+    if init.get("epochs") is not None:
+        s += (f": {init.get('model')} after {init['epochs']} epochs, test loss {init['test_loss']:.4f}, "
+              f"{init['wall_time_s'] / 3600:.2f} hours on {', '.join(init['device'])}")
+        s += (f"; with them, {(metrics['wall_time_s'] + init['wall_time_s']) / 3600:.2f} hours in all")
+    s += ")"
+    kept = init.get("kept_their_start")
+    if kept:
+        s += f"; its own weights ({', '.join(f'`{k}`' for k in kept[:3])}{' ...' if len(kept) > 3 else ''}) started as new"
+    return s + ".\n"
 
 
 PIXELS = 28 * 28
@@ -173,7 +193,7 @@ batches as it trained on them{train_labels}.
 Adam (lr {tc['lr']}, {tc.get('lr_schedule', 'constant')} schedule), batch {tc['batch_size']}, {tc['epochs']} epochs,
 binary cross-entropy, seed {tc['seed']}, on the {metrics['data']['train_images']:,} MNIST training digits.
 Trained {_how_trained(metrics)}; {metrics['wall_time_s'] / 3600:.2f} hours of training and evaluation in all.
-{reproduction(name, metrics)}
+{_started_from(metrics)}{reproduction(name, metrics)}
 Every figure here was written by `train.py` from what it measured (`metrics.json`).
 
 ## Use

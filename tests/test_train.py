@@ -607,3 +607,59 @@ def test_with_ema_the_average_is_saved_and_a_killed_run_resumes_to_it_exactly(ti
     assert train.main(args(tiny_mnist, tmp_path, *ema, "--resume")) == 0
     resumed = load_file(tmp_path / "weights" / "pixelcnn" / "model.safetensors")
     assert all(torch.equal(resumed[k], saved[k]) for k in saved)
+
+
+def test_init_from_starts_a_four_orientation_model_as_the_saved_one(tiny_mnist, tmp_path, capsys, kill_at):
+    gated = ["--model", "gated_pixelcnn", "--n-layers", "2", "--checkpoint-every", "0"]
+    base = tmp_path / "base"
+    assert train.main(args(tiny_mnist, base, *gated, "--name", "one")) == 0
+    source = base / "weights" / "one"
+
+    # Weights that do not fit are a one-line error, before any training
+    capsys.readouterr()
+    assert train.main(args(tiny_mnist, tmp_path, *gated, "--name", "bad", "--hidden-channels", "8",
+                           "--init-from", str(source))) == 1
+    assert "do not fit this model" in _one_line_error(capsys)
+    assert not (tmp_path / "checkpoints" / "bad.safetensors").exists()
+
+    # Started from the one-orientation model, before its first step the four-orientation model
+    # is that model in its own orientation (its orientation embedding starts at zero)
+    seen = {}
+    real_fit = train.fit
+
+    def fit(model, *a, **kw):
+        seen["start"] = {k: v.clone() for k, v in model.state_dict().items()}
+        return real_fit(model, *a, **kw)
+
+    four = [*gated, "--name", "four", "--n-orientations", "4", "--init-from", str(source)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train, "fit", fit)
+        assert train.main(args(tiny_mnist, tmp_path, *four)) == 0
+    saved = load_file(source / "model.safetensors")
+    start = seen["start"]
+    assert all(torch.equal(start[k], v) for k, v in saved.items())
+    extra = sorted(set(start) - set(saved))
+    assert extra and all("orientation" in k and not start[k].any() for k in extra)
+    m = _metrics_of(tmp_path, "four")
+    assert m["init_from"]["folder"] == str(source) and m["init_from"]["kept_their_start"] == extra
+    assert m["init_from"]["epochs"] == EPOCHS
+    card = (tmp_path / "weights" / "four" / "README.md").read_text()
+    assert f"--init-from {source}" in card and m["init_from"]["sha256"][:12] in card
+
+    # Killed and resumed, it ends where the uninterrupted run ended; resumed from other weights, it refuses
+    done = load_file(tmp_path / "weights" / "four" / "model.safetensors")
+    again = tmp_path / "again"
+    disarm = kill_at(12, GatedPixelCNN)
+    with pytest.raises(Killed):
+        train.main(args(tiny_mnist, again, *four))
+    disarm()
+    capsys.readouterr()
+    assert train.main(args(tiny_mnist, again, *four[:-2], "--resume")) == 1
+    assert "init_from" in _one_line_error(capsys)
+    assert train.main(args(tiny_mnist, again, *four, "--resume")) == 0
+    resumed = load_file(again / "weights" / "four" / "model.safetensors")
+    assert resumed.keys() == done.keys() and all(torch.equal(resumed[k], done[k]) for k in done)
+
+
+def _metrics_of(tmp: Path, name: str) -> dict:
+    return json.loads((tmp / "weights" / name / "metrics.json").read_text())
