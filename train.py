@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from pixelcnn import label_nats, load_model, sample, save_model
+from pixelcnn import ORIENTATIONS, label_nats, load_model, orientation_nats, sample, save_model
 from pixelcnn.card import RECIPE_TEST_LOSS, model_card
 from pixelcnn.data import load_mnist
 from pixelcnn.plotting import save_grid, save_loss_curve
@@ -303,6 +303,17 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device) -> int:
         print(f"{folder}: test loss {marginal:.4f} nats per pixel ({marginal * pixels:.2f} nats per image) "
               f"with p(x) marginalised over the {labelled} labels (p(label) = 1/{labelled}), and {given:.4f} "
               f"given each digit's true label, in {result['marginal_seconds']:.0f} s")
+    orientations = getattr(model.config, "n_orientations", 1)
+    if orientations > 1:
+        t0 = time.time()
+        per = orientation_nats(model, images).double()  # (n, O): -log p_o(x), each marginalised over the labels
+        orders = float((math.log(orientations) - torch.logsumexp(-per, dim=1)).sum()) / (n * pixels)
+        each = (per.sum(0) / (n * pixels)).tolist()
+        result.update(test_loss_orders=orders, test_loss_each_orientation=dict(zip(ORIENTATIONS, each)),
+                      orders_seconds=round(time.time() - t0, 1))
+        print(f"{folder}: test loss {orders:.4f} nats per pixel ({orders * pixels:.2f} nats per image) with p(x) "
+              f"the mean over its {orientations} orientations (" + ", ".join(
+                  f"{o} first {v:.4f}" for o, v in zip(ORIENTATIONS, each)) + f"), in {result['orders_seconds']:.0f} s")
     metrics_path = folder / "metrics.json"
     if metrics_path.is_file():
         metrics = json.loads(metrics_path.read_text())

@@ -119,6 +119,9 @@ def test_figures(metrics: dict) -> list[tuple[str, float]]:
     if not metrics["model_config"].get("n_labels", 0):
         return [("-log p(x)", dropped)]
     figures = []
+    if "test_loss_orders" in ev:
+        figures.append((f"-log p(x), p(x) the mean over the {metrics['model_config']['n_orientations']} orientations "
+                        f"and the labels", ev["test_loss_orders"]))
     if "test_loss_marginal" in ev:
         figures.append(("-log p(x), p(x) marginalised over the labels", ev["test_loss_marginal"]))
     if "test_loss_given" in ev:
@@ -159,6 +162,11 @@ def model_card(name: str, metrics: dict) -> str:
                            f"the {n} labels, each equally likely: p(x) = the mean of p(x | label)")
             if "test_loss_given" in ev:
                 remeasured += f"; {ev['test_loss_given']:.4f} given each digit's true label"
+        if "test_loss_orders" in ev:
+            each = ", ".join(f"{o} first {v:.4f}" for o, v in ev["test_loss_each_orientation"].items())
+            remeasured += (f". Read in each of its {cfg['n_orientations']} orientations (marginalised over the "
+                           f"labels): {each}; with p(x) the mean over them, **{ev['test_loss_orders']:.4f}** "
+                           f"({ev['test_loss_orders'] * 784:.1f} nats per image)")
         remeasured += ".\n"
     use_label = ("\nimages = pixelcnn.sample(model, 16, seed=0, label=7)  # sixteen 7s"
                  if labelled else "")

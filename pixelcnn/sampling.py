@@ -813,6 +813,22 @@ def marginal_nats(model, images: torch.Tensor, batch_size: int = 100, orientatio
     return (math.log(log_p.shape[1]) - torch.logsumexp(log_p, dim=1)).float()
 
 
+def orientation_nats(model, images: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
+    """-log p_o(image) in each of the model's orientations o (orders.py), marginalised over its labels.
+
+    Returns:
+        (B, O) nats, on the CPU: column o is the model reading in orientation o.
+    """
+    per = []
+    for o in range(_n_orientations(model)):
+        if n_labels(model):
+            per.append(marginal_nats(model, images, batch_size, orientation=o))
+        else:
+            x = _binary_images(images, "images", "(B, 1, H, W)")
+            per.append(torch.cat([surprise(model, c, orientation=o).nats for c in x.split(batch_size)]))
+    return torch.stack(per, dim=1)
+
+
 def orders_nats(model, images: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
     """-log p(image) with p the mean over the model's orientations (and labels) [Jain et al. 2020].
 
@@ -822,12 +838,5 @@ def orders_nats(model, images: torch.Tensor, batch_size: int = 100) -> torch.Ten
     Returns:
         (B,) nats, on the CPU.
     """
-    per = []
-    for o in range(_n_orientations(model)):
-        if n_labels(model):
-            per.append(-marginal_nats(model, images, batch_size, orientation=o).double())
-        else:
-            x = _binary_images(images, "images", "(B, 1, H, W)")
-            per.append(-torch.cat([surprise(model, c, orientation=o).nats for c in x.split(batch_size)]).double())
-    log_p = torch.stack(per, dim=1)  # (B, O)
+    log_p = -orientation_nats(model, images, batch_size).double()  # (B, O)
     return (math.log(log_p.shape[1]) - torch.logsumexp(log_p, dim=1)).float()

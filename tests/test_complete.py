@@ -270,6 +270,9 @@ def test_orders_average_is_a_density():
     assert abs(torch.logsumexp(-nats.double(), 0).item()) < 1e-4
     per_order = torch.stack([pixelcnn.marginal_nats(model, all_states(), orientation=o) for o in range(4)])
     assert not torch.allclose(per_order[0], per_order[1])  # the orders are distinct densities
+    assert torch.allclose(pixelcnn.orientation_nats(model, all_states()), per_order.T)
+    for o in range(4):  # each a density of its own
+        assert abs(torch.logsumexp(-per_order[o].double(), 0).item()) < 1e-4
 
 
 def test_an_all_unknown_mask_is_plain_generation():

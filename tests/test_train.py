@@ -646,6 +646,22 @@ def test_init_from_starts_a_four_orientation_model_as_the_saved_one(tiny_mnist, 
     card = (tmp_path / "weights" / "four" / "README.md").read_text()
     assert f"--init-from {source}" in card and m["init_from"]["sha256"][:12] in card
 
+    # --evaluate reports each orientation's likelihood and that of their mean, p(x) = 1/4 sum_o p_o(x)
+    capsys.readouterr()
+    assert train.main(args(tiny_mnist, tmp_path, *four[:-2], "--evaluate")) == 0
+    out = capsys.readouterr().out
+    ev = _metrics_of(tmp_path, "four")["evaluation"]
+    images, _ = load_mnist(tiny_mnist, train=False)
+    model = load_model(tmp_path / "weights" / "four")
+    per = torch.stack([marginal_nats(model, images[:256], orientation=o) for o in range(4)], 1).double()
+    assert ev["test_loss_each_orientation"]["top"] == pytest.approx(ev["test_loss_marginal"], rel=1e-5)
+    assert list(ev["test_loss_each_orientation"].values()) == pytest.approx((per.mean(0) / 784).tolist(), rel=1e-5)
+    mixture = float((math.log(4) - torch.logsumexp(-per, 1)).mean()) / 784
+    assert ev["test_loss_orders"] == pytest.approx(mixture, rel=1e-5)
+    assert mixture < min(ev["test_loss_each_orientation"].values()) + math.log(4) / 784  # at most log 4 worse
+    assert "the mean over its 4 orientations" in out and f"{mixture:.4f}" in out
+    assert f"**{mixture:.4f}**" in (tmp_path / "weights" / "four" / "README.md").read_text()
+
     # Killed and resumed, it ends where the uninterrupted run ended; resumed from other weights, it refuses
     done = load_file(tmp_path / "weights" / "four" / "model.safetensors")
     again = tmp_path / "again"
