@@ -171,6 +171,18 @@ def test_cached_probabilities_are_the_full_networks(case):
     assert_frame_is_the_models(model, last, label)
 
 
+@pytest.mark.parametrize("case", MODELS[:2] + MODELS[len(RECIPES):len(RECIPES) + 2], ids=model_id)
+def test_the_cache_is_exact_on_either_side_of_matmul_from(case):
+    """Batches from MATMUL_FROM rows on multiply with np.matmul, smaller ones with np.dot: both are the full pass."""
+    from pixelcnn.cached import MATMUL_FROM
+
+    model = make(case, seed=1)
+    label = some_label(model)
+    for n in (MATMUL_FROM - 1, MATMUL_FROM):
+        last = stream_end(model, n, seed=3, label=label, image_size=SIZE, shards=1)
+        assert_frame_is_the_models(model, last, label)
+
+
 @pytest.mark.parametrize("case, label", [(("recipe", (3, 5, 1)), None), (("gated", (3, 5, 3, 2, 10)), 7),
                                          (("gated", (3, 7, 5, 1, 0)), None)],
                          ids=lambda c: model_id(c) if isinstance(c, tuple) else f"label{c}")
