@@ -261,7 +261,9 @@ class _GatedLayer(NamedTuple):
     y: np.ndarray  # (n, 1, 2C): the label and orientation embeddings, gate half halved
     w_link: np.ndarray  # (2C, 2C): the 1x1 link; its gate outputs halved
     base: np.ndarray  # (n, 2C): constant part of the horizontal pre-activations, gate half halved
-    v: np.ndarray  # (n, H + c, W + 2c, in): the vertical input, zero-padded as the convolution pads it
+    v: np.ndarray  # the vertical input, zero-padded as the convolution pads it: the first layer's, the image,
+    # (n, H + c, W + 2c, 1), row i at c + i; the other layers', only the rows i - c .. i that row i of the stack
+    # sees, (n, c + 1, W + 2c, C): a tenth of the memory, for big batches of candidates
     v_pre: np.ndarray  # (n, W, 2C): vertical pre-activations of the last row computed (before the label), or 0
     v_gate: np.ndarray  # (n, W, 2C): scratch for the vertical gate
     h: np.ndarray  # (n, c + W + 1, in): the current row of the horizontal input after c padding columns
@@ -324,7 +326,7 @@ class GatedPixelCNNCache:
                 c=c,
                 w_v=np.ascontiguousarray(numpy(layer.vertical.weight).transpose(2, 3, 1, 0).reshape(-1, 2 * hidden)),
                 b_v=b_v, y=halved(y)[:, None], w_link=w_link, base=base,
-                v=np.zeros((n, height + c, width + 2 * c, c_in), np.float32),
+                v=np.zeros((n, height + c if number == 0 else c + 1, width + 2 * c, c_in), np.float32),
                 v_pre=np.empty((n, width, 2 * hidden), np.float32),
                 v_gate=np.empty((n, width, 2 * hidden), np.float32),
                 h=np.zeros((n, c + width + 1, c_in), np.float32),
@@ -398,7 +400,7 @@ class GatedPixelCNNCache:
         n, width = self.n, self.width
         for layer, after in zip(self.layers, self.layers[1:] + [None]):
             c = layer.c
-            rows = layer.v[:, i:i + c + 1]  # (n, c + 1, W + 2c, in): rows i - c .. i
+            rows = layer.v[:, i:i + c + 1] if layer is self.layers[0] else layer.v  # (n, c + 1, W + 2c, in): rows i - c .. i
             s = rows.strides  # what column j sees: columns j .. j + 2c (padded) of each row, side by side
             windows = as_strided(rows, (n, width, c + 1, (2 * c + 1) * rows.shape[-1]), (s[0], s[2], s[1], s[3]),
                                  writeable=False)  # (n, W, c + 1, k * in)
@@ -412,7 +414,9 @@ class GatedPixelCNNCache:
             f, g = np.split(z, 2, axis=-1)
             np.multiply(g, 0.5, out=g)
             np.add(g, 0.5, out=g)  # sigmoid(g)
-            np.multiply(f, g, out=after.v[:, i + after.c, after.c:after.c + width])
+            for r in range(after.c):  # the next layer's rows move up one: i - c + 1 .. i - 1, then row i
+                after.v[:, r] = after.v[:, r + 1]
+            np.multiply(f, g, out=after.v[:, after.c, after.c:after.c + width])
         self.done = i + 1
 
     def _start_row(self, i: int) -> None:
