@@ -153,6 +153,12 @@ def _log_sigmoid(z: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0, -z)
 
 
+def _pixel_log_lik(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log P(pixel = its value) under each label, float64: z (B, L, P) logits, x (B, P) pixels in {0, 1}."""
+    z = z.double()
+    return -F.binary_cross_entropy_with_logits(z, x[:, None].double().expand_as(z), reduction="none")
+
+
 def _mixture_logits(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """The logits of P(x_i = 1 | x_<i) of the mixture over labels, each with p(label) = 1/L.
 
@@ -163,7 +169,7 @@ def _mixture_logits(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         (B, P): log P_mix(x_i = 1 | x_<i) - log P_mix(x_i = 0 | x_<i).
     """
     z = z.double()
-    ll = -F.binary_cross_entropy_with_logits(z, x[:, None].double().expand_as(z), reduction="none")
+    ll = _pixel_log_lik(z, x)
     w = torch.log_softmax(ll.cumsum(-1) - ll, dim=1)  # log p(label | x_<i): (B, L, P)
     return (torch.logsumexp(w + F.logsigmoid(z), dim=1) - torch.logsumexp(w + F.logsigmoid(-z), dim=1)).float()
 
@@ -186,7 +192,7 @@ class MixtureSteps:
         self.labels = None
 
     def _draw_labels(self) -> None:
-        self.labels = _labels_from(self.loglik, self.uniforms)
+        self.labels = _draw_from(self.loglik, self.uniforms)
         self.select = self.rows + self.labels
 
     def begin(self, x: torch.Tensor, k: int) -> np.ndarray:
@@ -194,8 +200,7 @@ class MixtureSteps:
         z = torch.from_numpy(z).reshape(k, self.n, self.l).permute(1, 2, 0)  # (n, L, k)
         bits = x.reshape(self.n, -1)[:, :k]
         mixed = _mixture_logits(z, bits)  # (n, k)
-        self.loglik = (-F.binary_cross_entropy_with_logits(z.double(), bits[:, None].double().expand_as(z),
-                                                           reduction="none")).sum(-1).numpy()
+        self.loglik = _pixel_log_lik(z, bits).sum(-1).numpy()  # as _prefix_log_lik, from the logits at hand
         self._draw_labels()
         return mixed.T.numpy()
 
@@ -220,8 +225,11 @@ class MixtureSteps:
         raise NotImplementedError("MixtureSteps is not resampled: complete draws each candidate's label up front")
 
 
-def _labels_from(log_lik: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-    """(n,) labels drawn from the posteriors softmax(log_lik) (n, L), by inverse CDF at the uniforms (n,)."""
+def _draw_from(log_lik: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """(n,) indices drawn from the distributions softmax(log_lik) (n, L), by inverse CDF at the uniforms (n,).
+
+    The labels from their posteriors, or a group's candidate from its weights.
+    """
     post = np.exp(log_lik - log_lik.max(1, keepdims=True))
     cdf = np.cumsum(post / post.sum(1, keepdims=True), axis=1)
     return np.minimum((cdf < uniforms[:, None]).sum(1), log_lik.shape[1] - 1)
@@ -238,8 +246,7 @@ def _prefix_log_lik(model, x: torch.Tensor, k: int, orientation: int) -> np.ndar
     device = next(model.parameters()).device
     z = _forward(model, x[:, :, :rows].repeat_interleave(n, dim=0).to(device), torch.arange(n, device=device)
                  .repeat(b), orientation).float().cpu().reshape(b, n, -1)[..., :k]
-    bits = x.reshape(b, -1)[:, None, :k].expand_as(z)
-    return (-F.binary_cross_entropy_with_logits(z.double(), bits.double(), reduction="none")).sum(-1).numpy()
+    return _pixel_log_lik(z, x.reshape(b, -1)[:, :k]).sum(-1).numpy()
 
 
 # ---- the loop ----
@@ -403,7 +410,7 @@ def _make_drawing(model, x, start, thresholds, known, label, orientation, plain,
     mixture, label = _label(model, label)
     drawn = None
     if mixture and not mixture_steps:
-        drawn = label = torch.from_numpy(_labels_from(_prefix_log_lik(model, x, start, orientation), uniforms))
+        drawn = label = torch.from_numpy(_draw_from(_prefix_log_lik(model, x, start, orientation), uniforms))
         mixture = False
     per_image = label is not None and not mixture and torch.as_tensor(label).dim() == 1
     if per_image and len(label) != n:
@@ -629,7 +636,7 @@ def _complete(model, n, image, known, seed, temperature, label, candidates, ever
     u = _label_uniforms(seed, total + n)
     if mixture:  # each candidate's label from its posterior given the known pixels before position k
         log_lik = _prefix_log_lik(model, x, k, o)  # (groups, L)
-        lab = torch.from_numpy(_labels_from(log_lik[group_of.numpy()], u[:total]))
+        lab = torch.from_numpy(_draw_from(log_lik[group_of.numpy()], u[:total]))
     elif lab is not None and torch.as_tensor(lab).dim() == 1:
         lab = torch.as_tensor(lab)
         if len(lab) != n or groups == 1 and not bool((lab == lab[0]).all()):
@@ -652,12 +659,11 @@ def _complete(model, n, image, known, seed, temperature, label, candidates, ever
         lw = drawing.log_weight.reshape(groups, per)
         wts = np.exp(lw - lw.max(1, keepdims=True))
         ess = wts.sum(1) ** 2 / (wts ** 2).sum(1)
-        cdf = np.cumsum(wts / wts.sum(1, keepdims=True), axis=1)
         if groups == 1:  # systematic resampling: n evenly spaced points, one uniform
             points = (resample_u[0] + np.arange(n)) / n
-            chosen = np.minimum(np.searchsorted(cdf[0], points, side="right"), per - 1)
-        else:
-            chosen = np.minimum((cdf < resample_u[:, None]).sum(1), per - 1) + np.arange(n) * per
+            chosen = np.minimum(np.searchsorted(np.cumsum(wts[0] / wts[0].sum()), points, side="right"), per - 1)
+        else:  # one candidate from each group
+            chosen = _draw_from(lw, resample_u) + np.arange(n) * per
         return chosen, torch.from_numpy(ess)
 
     for position in drawing.frames(every):
