@@ -67,6 +67,15 @@ def model_choices(default: str) -> list[str]:
     return [default, *(name for name in pixelcnn.list_models(WEIGHTS_DIR) if name != default)]
 
 
+def reads_four_ways(name: str) -> bool:
+    """Whether the local model `name` was trained on four orientations (from its config.json, nothing loaded)."""
+    folder = local_folder(name)
+    try:
+        return folder is not None and json.loads((folder / "config.json").read_text()).get("n_orientations", 1) == 4
+    except (OSError, ValueError):
+        return False
+
+
 def local_folder(name: str) -> Path | None:
     """The folder of a local model (a folder, a name in weights/, or "weights/NAME"); None for a Hub repo id."""
     for folder in (Path(name), WEIGHTS_DIR / name, WEIGHTS_DIR.parent / name):
@@ -262,8 +271,9 @@ def complete(drawing, keep: str, lines: int, n: int, seed: float, random_seed: b
             kept["run"] = finished
             last = finished.steps[-1]
             if last.ess is not None:  # it resampled
+                exact = next((m for m in pixelcnn.list_models(WEIGHTS_DIR) if reads_four_ways(m)), None)
                 done += page.resampling(float(last.ess[0]), candidates, n, keep,
-                                        getattr(model.config, "n_orientations", 1), int(last.resamplings[0]))
+                                        getattr(model.config, "n_orientations", 1), int(last.resamplings[0]), exact)
         yield view, images, used, status + done * bool(finished)
 
 

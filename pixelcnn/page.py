@@ -169,7 +169,8 @@ def progress(position: int, orientation: int, candidates: int | None = None) -> 
     return text if candidates is None else f"{text} in each of {candidates} candidates"
 
 
-def resampling(ess: float, candidates: int, n: int, keep: str, n_orientations: int, renewed: int = 0) -> str:
+def resampling(ess: float, candidates: int, n: int, keep: str, n_orientations: int, renewed: int = 0,
+               exact: str | None = None) -> str:
     """What the status says where completion resampled: how many candidates counted, and why few did.
 
     Args:
@@ -177,6 +178,7 @@ def resampling(ess: float, candidates: int, n: int, keep: str, n_orientations: i
             candidate took all the weight) to candidates (all weighed alike).
         renewed: how many times, on the way, the unlikely candidates were replaced by copies of
             likely ones (pixelcnn.complete's sequential resampling: SampleStep.resamplings).
+        exact: the name of a model on the page that reads in four orientations, to suggest by name.
     """
     text = f" **{ess:.1f} of the {candidates} candidates counted** (the effective sample size of their weights)."
     if renewed:
@@ -184,9 +186,10 @@ def resampling(ess: float, candidates: int, n: int, keep: str, n_orientations: i
                             f"{renewed} time{'s' * (renewed > 1)}).")
     if ess < max(FEW * candidates, n):
         sides = keep in ("bottom", "left", "right") and n_orientations == 1
+        which = f"{exact} (in the model picker)" if exact else "a model trained on four orientations"
         text += FEW_COUNTED.format(repeat=", and completions repeat" if ess < n else "",
-                                   orientations=", as does a model trained on four orientations, which completes "
-                                                "from the kept side exactly" if sides else "")
+                                   orientations=f", as does {which}, which completes from the kept side exactly"
+                                   if sides else "")
     return text
 
 

@@ -337,6 +337,21 @@ def test_an_orientation_model_draws_from_the_kept_side(tmp_path):
     assert (got[:, 18:] == digit[18:] * 255).all()
 
 
+def test_a_side_completion_that_few_candidates_fit_names_the_four_orientation_model(tmp_path, monkeypatch):
+    """Where few candidates counted on a side, the page names the model in its picker that completes it exactly."""
+    torch.manual_seed(0)
+    pixelcnn.save_model(pixelcnn.PixelCNN(TINY), tmp_path / "top-first")
+    monkeypatch.setattr(app, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(page, "FEW", 1.0)  # every ESS is few: the tiny model's weights may well be even
+    status = list(app.complete(app.EXAMPLES[0], "bottom", 10, 2, 1, False, 1.0, "top-first", candidates=16))[-1][3]
+    assert "as does a model trained on four orientations" in status  # none on the page
+    config = pixelcnn.GatedPixelCNNConfig(hidden_channels=4, n_layers=2, n_labels=0, n_orientations=4)
+    pixelcnn.save_model(pixelcnn.GatedPixelCNN(config), tmp_path / "four-ways")
+    assert app.reads_four_ways("four-ways") and not app.reads_four_ways("top-first")
+    status = list(app.complete(app.EXAMPLES[0], "bottom", 10, 2, 1, False, 1.0, "top-first", candidates=16))[-1][3]
+    assert "as does four-ways (in the model picker), which completes from the kept side exactly" in status
+
+
 def test_redraw_what_i_mark_keeps_everything_else(model_dir):
     image = seven()
     hole, digit = central_hole(), pixelcnn.from_drawing(image)
@@ -402,6 +417,8 @@ def test_the_page_says_how_many_candidates_counted_and_why_few_did():
     one = page.resampling(1.3, 128, 8, "bottom", 1)  # fewer than the completions: some are the same
     assert "completions repeat" in one and "as does a model trained on four orientations" in one
     assert "orientations" not in page.resampling(1.3, 128, 8, "bottom", 4)  # one that has them
+    named = page.resampling(1.3, 128, 8, "left", 1, exact="four-ways")  # such a model is on the page
+    assert "as does four-ways (in the model picker), which completes from the kept side exactly" in named
     assert "Few did" in page.resampling(6.0, 32, 8, "marked", 1)  # fewer than the completions asked for
     renewed = page.resampling(40.0, 128, 8, "marked", 1, renewed=3)
     assert renewed.startswith(" **40.0 of the 128 candidates counted** (the effective sample size of their weights; ")
