@@ -47,11 +47,12 @@ def reproduction(name: str, metrics: dict) -> str:
     cfg, tc, runs = metrics["model_config"], metrics["train_config"], metrics["runs"]
     init = metrics.get("init_from")
     command = train_command(name, cfg, tc, init_from=init)
+    scratch = "from the weights it started from" if init else "from scratch"
     if tc.get("lr_schedule", "constant") != "cosine":
-        return (f"`{command}` trains this model from scratch, and takes the same steps when stopped and continued "
-                f"with `--resume`, even with another `--epochs` (the learning rate is constant).")
+        return (f"`{command}` trains this model {scratch}, and takes the same steps when stopped and "
+                f"continued with `--resume`, even with another `--epochs` (the learning rate is constant).")
     if len(runs) > 1 and not all("epochs" in r for r in runs):  # runs from before they recorded it
-        return (f"`{command}` trains this model from scratch if no run changed `--epochs` on resume "
+        return (f"`{command}` trains this model {scratch} if no run changed `--epochs` on resume "
                 f"(these runs did not record it).")
     plans = [runs[0].get("epochs", tc["epochs"])]  # each run's --epochs, where it changed
     clean = True  # every change came once the run before had finished
@@ -60,7 +61,7 @@ def reproduction(name: str, metrics: dict) -> str:
             clean = clean and run["from_epoch"] == plans[-1] and run.get("from_step", 0) == 0
             plans.append(run["epochs"])
     if len(plans) == 1:
-        return (f"`{command}` trains this model from scratch, and takes the same steps when stopped and continued "
+        return (f"`{command}` trains this model {scratch}, and takes the same steps when stopped and continued "
                 f"with `--resume`.")
     fresh = (f"A fresh `{command}` does not: its cosine schedule runs once over all {tc['epochs']} epochs, "
              f"so it trains a model like this one, not this one.")
@@ -105,7 +106,8 @@ def _started_from(metrics: dict) -> str:
     s += ")"
     kept = init.get("kept_their_start")
     if kept:
-        s += f"; its own weights ({', '.join(f'`{k}`' for k in kept[:3])}{' ...' if len(kept) > 3 else ''}) started as new"
+        names = ", ".join(f"`{k}`" for k in kept[:3]) + (" ..." if len(kept) > 3 else "")
+        s += f"; its own weights ({names}) kept the new model's initial values (an embedding's: zero)"
     return s + ".\n"
 
 

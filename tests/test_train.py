@@ -645,6 +645,7 @@ def test_init_from_starts_a_four_orientation_model_as_the_saved_one(tiny_mnist, 
     assert m["init_from"]["epochs"] == EPOCHS
     card = (tmp_path / "weights" / "four" / "README.md").read_text()
     assert f"--init-from {source}" in card and m["init_from"]["sha256"][:12] in card
+    assert "trains this model from the weights it started from" in card and "from scratch" not in card
 
     # --evaluate reports each orientation's likelihood and that of their mean, p(x) = 1/4 sum_o p_o(x)
     capsys.readouterr()
