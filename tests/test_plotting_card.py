@@ -9,6 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+import pixelcnn
+
 from pixelcnn.card import model_card, train_command
 from pixelcnn.plotting import grid, save_grid, to_uint8
 
@@ -150,7 +152,7 @@ def test_with_a_constant_learning_rate_changing_the_epochs_changes_no_step():
             "`--epochs`") in model_card("tiny", m)
 
 
-@pytest.mark.parametrize("name", ["pixelcnn", "gated-pixelcnn"])
+@pytest.mark.parametrize("name", pixelcnn.list_models())
 def test_the_shipped_cards_are_what_the_card_code_writes_from_their_metrics(name):
     """Regenerate with train.write_metrics(Path("weights/NAME"), json.load(...metrics.json)), not by hand."""
     folder = WEIGHTS / name
