@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 import pixelcnn
-
 from pixelcnn.card import model_card, train_command
 from pixelcnn.plotting import grid, save_grid, to_uint8
 
