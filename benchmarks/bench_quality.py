@@ -159,12 +159,13 @@ def table(results: list[dict], args, accuracy: float) -> str:
             cells.append(f"{c['true_digit']:.1%}{ess}")
         cells.append(f"{r['bayes_accuracy']:.2%}" if "bayes_accuracy" in r else "")
         head.append("| " + " | ".join(cells) + " |")
+    digits = max((r.get("bayes_digits", 0) for r in results), default=0)
+    bayes = f"; Bayes classification (labelled models) of the first {digits:,} test digits" if digits else ""
     head += ["", f"{args.samples} unconditional samples (confident: the classifier's top class above 0.9; entropy of "
                  f"the classes read, at most 3.32 bits); {args.per_label} class-conditional samples per digit; "
                  f"completions of the first {args.digits} test digits, one each, from {args.candidates} candidates "
                  f"where the known pixels do not all come first (ESS: their mean effective sample size; none where "
-                 f"the completion was exact); Bayes classification of the first {results[0].get('bayes_digits', 0):,} "
-                 f"test digits. The classifier reads {accuracy:.2%} of the binarized test digits. "
+                 f"the completion was exact){bayes}. The classifier reads {accuracy:.2%} of the binarized test digits. "
                  f"On {platform.platform()}, torch {torch.__version__}."]
     return "\n".join(head)
 
