@@ -180,7 +180,8 @@ def main(argv=None) -> int:
     p.add_argument("--per-label", type=int, default=20, help="class-conditional samples per digit")
     p.add_argument("--digits", type=int, default=200, help="test digits to complete, one completion each")
     p.add_argument("--candidates", type=int, default=128,
-                   help="SIR candidates per completion (default: %(default)s, as the app draws)")
+                   help="SIR candidates per completion (default: %(default)s; the app draws 128 for all its "
+                        "completions of one digit)")
     p.add_argument("--chunk", type=int, default=8, help="digits completed at once (memory: digits x candidates)")
     p.add_argument("--bayes", type=int, default=10000, help="test digits to classify by likelihood")
     p.add_argument("--json", type=Path, help="also write the figures here")
