@@ -2,6 +2,7 @@
 
     python benchmarks/bench_hole.py                                   # the flagship, 128 / 512 / 1024
     python benchmarks/bench_hole.py --model pixelcnn --candidates 128 256 --n 8
+    python benchmarks/bench_hole.py --picture docs/hole.png       # also a picture: 6 test digits, 7 completions each
 
 Each row runs in a fresh Python process, so that its peak resident memory (ru_maxrss) is its
 own: `complete(model, n, digit, known)` on MNIST's first test digit with everything known but
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 ONE = """
 import json, resource, sys, time
@@ -46,6 +48,9 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=8, help="completions (default: %(default)s)")
     p.add_argument("--candidates", type=int, nargs="+", default=[128, 512, 1024])
     p.add_argument("--data-dir", default="data", help="torchvision MNIST root (default: %(default)s)")
+    p.add_argument("--picture", type=Path,
+                   help="also save a picture here: for each of the first 6 test digits, the digit, the hole, and 7 "
+                        "completions from 128 candidates")
     args = p.parse_args(argv)
     print(f"{args.n} completions of a central 14x14 hole in MNIST's first test digit, {args.model}\n")
     print("| candidates | seconds | peak RSS (MiB) | RSS before (MiB) | mean ESS |")
@@ -59,7 +64,32 @@ def main(argv=None) -> int:
             return 1
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"| {c} | {r['seconds']:.2f} | {r['peak']:,.0f} | {r['before']:,.0f} | {r['ess']:.1f} |", flush=True)
+    if args.picture:
+        picture(args)
     return 0
+
+
+def picture(args) -> None:
+    import torch
+
+    import pixelcnn
+    from pixelcnn.data import load_mnist
+    from pixelcnn.plotting import save_grid
+
+    model = pixelcnn.load_model(args.model)
+    digits = load_mnist(args.data_dir, train=False)[0][:6]
+    known = torch.ones(28, 28, dtype=torch.bool)
+    known[7:21, 7:21] = False
+    rows, ess = [], []
+    for i, digit in enumerate(digits.split(1)):
+        *_, last = pixelcnn.complete_stream(model, 7, digit, known, seed=i, candidates=128, every=784)
+        hole = digit.clone()
+        hole[:, :, ~known] = 0.5  # grey
+        rows += [digit, hole, last.images.float()]
+        ess.append(float(last.ess[0]))
+    save_grid(torch.cat(rows), args.picture, nrow=9)
+    print(f"\nwrote {args.picture}: ESS of the 128 candidates, digit by digit: "
+          + ", ".join(f"{e:.1f}" for e in ess))
 
 
 if __name__ == "__main__":
