@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from pixelcnn import ORIENTATIONS, label_nats, load_model, orientation_nats, sample, save_model
+from pixelcnn import ORIENTATIONS, label_nats, load_model, marginal_nats, orientation_nats, sample, save_model
 from pixelcnn.card import RECIPE_TEST_LOSS, model_card
 from pixelcnn.data import load_mnist
 from pixelcnn.plotting import save_grid, save_loss_curve
@@ -297,7 +297,8 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device) -> int:
     if labelled:
         t0 = time.time()
         per_label = label_nats(model, images).double()  # (n, labels): -log p(x | label), every label in one pass
-        marginal = float((math.log(labelled) - torch.logsumexp(-per_label, dim=1)).sum()) / (n * pixels)
+        top = math.log(labelled) - torch.logsumexp(-per_label, dim=1)  # (n,): -log p(x), top first
+        marginal = float(top.sum()) / (n * pixels)
         given = float(per_label.gather(1, test[1][:, None]).sum()) / (n * pixels)
         result.update(test_loss_marginal=marginal, test_loss_given=given, marginal_seconds=round(time.time() - t0, 1))
         print(f"{folder}: test loss {marginal:.4f} nats per pixel ({marginal * pixels:.2f} nats per image) "
@@ -306,7 +307,11 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device) -> int:
     orientations = getattr(model.config, "n_orientations", 1)
     if orientations > 1:
         t0 = time.time()
-        per = orientation_nats(model, images).double()  # (n, O): -log p_o(x), each marginalised over the labels
+        if labelled:  # top first is measured above: the other orientations, each marginalised over the labels
+            per = torch.stack([top] + [marginal_nats(model, images, orientation=o).double()
+                                       for o in range(1, orientations)], dim=1)  # (n, O): -log p_o(x)
+        else:
+            per = orientation_nats(model, images).double()
         orders = float((math.log(orientations) - torch.logsumexp(-per, dim=1)).sum()) / (n * pixels)
         each = (per.sum(0) / (n * pixels)).tolist()
         result.update(test_loss_orders=orders, test_loss_each_orientation=dict(zip(ORIENTATIONS, each)),

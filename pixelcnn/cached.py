@@ -400,7 +400,8 @@ class GatedPixelCNNCache:
         n, width = self.n, self.width
         for layer, after in zip(self.layers, self.layers[1:] + [None]):
             c = layer.c
-            rows = layer.v[:, i:i + c + 1] if layer is self.layers[0] else layer.v  # (n, c + 1, W + 2c, in): rows i - c .. i
+            # (n, c + 1, W + 2c, in): rows i - c .. i (the first layer keeps the whole image, the others these rows)
+            rows = layer.v[:, i:i + c + 1] if layer is self.layers[0] else layer.v
             s = rows.strides  # what column j sees: columns j .. j + 2c (padded) of each row, side by side
             windows = as_strided(rows, (n, width, c + 1, (2 * c + 1) * rows.shape[-1]), (s[0], s[2], s[1], s[3]),
                                  writeable=False)  # (n, W, c + 1, k * in)
