@@ -300,10 +300,13 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device) -> int:
         top = math.log(labelled) - torch.logsumexp(-per_label, dim=1)  # (n,): -log p(x), top first
         marginal = float(top.sum()) / (n * pixels)
         given = float(per_label.gather(1, test[1][:, None]).sum()) / (n * pixels)
-        result.update(test_loss_marginal=marginal, test_loss_given=given, marginal_seconds=round(time.time() - t0, 1))
+        bayes = float((per_label.argmin(1) == test[1]).double().mean())  # argmax_y p(x | y), which bench_quality reuses
+        result.update(test_loss_marginal=marginal, test_loss_given=given, bayes_accuracy=bayes,
+                      marginal_seconds=round(time.time() - t0, 1))
         print(f"{folder}: test loss {marginal:.4f} nats per pixel ({marginal * pixels:.2f} nats per image) "
               f"with p(x) marginalised over the {labelled} labels (p(label) = 1/{labelled}), and {given:.4f} "
-              f"given each digit's true label, in {result['marginal_seconds']:.0f} s")
+              f"given each digit's true label, in {result['marginal_seconds']:.0f} s; classified by argmax_label "
+              f"p(x | label), {bayes:.2%} of the digits are read as their true label")
     orientations = getattr(model.config, "n_orientations", 1)
     if orientations > 1:
         t0 = time.time()
@@ -323,7 +326,9 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device) -> int:
     if metrics_path.is_file():
         metrics = json.loads(metrics_path.read_text())
         if metrics.get("data", {}).get("test_images") == n:
-            metrics["evaluation"] = dict(result, command=f"python train.py --name {folder.name} --evaluate")
+            sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()  # of the weights measured
+            metrics["evaluation"] = dict(result, command=f"python train.py --name {folder.name} --evaluate",
+                                         weights_sha256=sha)
             write_metrics(folder, metrics)
             print(f"recorded in {metrics_path} and the model card")
     return 0

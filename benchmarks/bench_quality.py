@@ -3,6 +3,7 @@
     python benchmarks/bench_quality.py                          # every model in weights/
     python benchmarks/bench_quality.py --models gated-pixelcnn --digits 100 --candidates 32
     python benchmarks/bench_quality.py --json results/quality.json
+    python benchmarks/bench_quality.py --table results/quality/*.json   # one table of runs measured alike
 
 Likelihood alone does not say whether samples look like digits. This script trains a small
 CNN classifier on the binarized training digits (or loads it from --classifier, where it is
@@ -15,12 +16,15 @@ cached; it must reach 99% on the binarized test digits), then reports for every 
   the mean effective sample size where completion resampled (pixelcnn.complete): the top 14
   rows, the bottom 14 rows, the left 14 columns, the right 14 columns, everything but a
   central 14x14 hole;
-- Bayes classification of the test digits (labelled models): argmax_y p(x | y), its accuracy.
+- Bayes classification of the test digits (labelled models): argmax_y p(x | y), its accuracy (taken
+  from the model's metrics.json where `train.py --evaluate` measured it for the same weights on the
+  whole test set: the same ten passes over it).
 
 Prints a markdown table; --json also writes the figures.
 """
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
@@ -109,6 +113,25 @@ def entropy_bits(classes: torch.Tensor) -> float:
     return float(-(p * p.log2()).sum())
 
 
+def evaluated_bayes(name: str, digits: int) -> float | None:
+    """The Bayes accuracy `train.py --evaluate` recorded for these very weights on all `digits` test digits.
+
+    It has the ten likelihoods of every test digit at hand, so the ten passes need not be made twice.
+    None where the model is not a local folder, was not evaluated on that many digits, or its
+    weights have changed since.
+    """
+    folder = Path(name) if (Path(name) / "metrics.json").is_file() else pixelcnn.weights.WEIGHTS_DIR / name
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    except (OSError, ValueError):
+        return None
+    ev = metrics.get("evaluation") or {}
+    if ev.get("weights_sha256") != sha or metrics.get("data", {}).get("test_images") != digits:
+        return None
+    return ev.get("bayes_accuracy")
+
+
 def measure(name: str, model, clf, test, args) -> dict:
     """Every figure of one model."""
     out = {"model": name, "labels": n_labels(model)}
@@ -139,9 +162,13 @@ def measure(name: str, model, clf, test, args) -> dict:
                                     "mean_ess": sum(ess) / len(ess) if ess else None,
                                     "orientation": pixelcnn.ORIENTATIONS[last.orientation]}
     if n_labels(model):
-        nats = pixelcnn.label_nats(model, test[0][:args.bayes])
-        out["bayes_accuracy"] = float((nats.argmin(1) == test[1][:args.bayes]).float().mean())
         out["bayes_digits"] = min(args.bayes, len(test[0]))
+        measured = evaluated_bayes(name, out["bayes_digits"])
+        if measured is not None:
+            out["bayes_accuracy"], out["bayes_from"] = measured, "train.py --evaluate"
+        else:
+            nats = pixelcnn.label_nats(model, test[0][:args.bayes])
+            out["bayes_accuracy"] = float((nats.argmin(1) == test[1][:args.bayes]).float().mean())
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -161,6 +188,8 @@ def table(results: list[dict], args, accuracy: float) -> str:
         head.append("| " + " | ".join(cells) + " |")
     digits = max((r.get("bayes_digits", 0) for r in results), default=0)
     bayes = f"; Bayes classification (labelled models) of the first {digits:,} test digits" if digits else ""
+    if any("bayes_from" in r for r in results):
+        bayes += " (where `train.py --evaluate` has measured it for the same weights, its figure)"
     head += ["", f"{args.samples} unconditional samples (confident: the classifier's top class above 0.9; entropy of "
                  f"the classes read, at most 3.32 bits); {args.per_label} class-conditional samples per digit; "
                  f"completions of the first {args.digits} test digits, one each, from {args.candidates} candidates "
@@ -168,6 +197,30 @@ def table(results: list[dict], args, accuracy: float) -> str:
                  f"the completion was exact){bayes}. The classifier reads {accuracy:.2%} of the binarized test digits. "
                  f"On {platform.platform()}, torch {torch.__version__}."]
     return "\n".join(head)
+
+
+SAME = ("samples", "per_label", "digits", "candidates", "bayes")  # settings the figures of one table share
+
+
+def merged_table(paths: list[Path]) -> int:
+    """Print one table of the models measured in several runs, if they were measured alike."""
+    runs = []
+    for path in paths:
+        try:
+            runs.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as e:
+            print(f"bench_quality.py: error: {path}: {e}", file=sys.stderr)
+            return 1
+    first = runs[0]
+    for path, run in zip(paths[1:], runs[1:]):
+        differ = [k for k in SAME if run["settings"][k] != first["settings"][k]]
+        if differ or run["classifier_accuracy"] != first["classifier_accuracy"]:
+            print(f"bench_quality.py: error: {path} was measured otherwise than {paths[0]} "
+                  f"({', '.join(differ) or 'another classifier'}): the figures do not go in one table", file=sys.stderr)
+            return 1
+    print(table([r for run in runs for r in run["results"]], argparse.Namespace(**first["settings"]),
+                first["classifier_accuracy"]))
+    return 0
 
 
 def main(argv=None) -> int:
@@ -186,7 +239,11 @@ def main(argv=None) -> int:
     p.add_argument("--bayes", type=int, default=10000, help="test digits to classify by likelihood")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 beside a training run")
+    p.add_argument("--table", nargs="+", type=Path, metavar="JSON",
+                   help="measure nothing: print one table of the figures --json wrote in earlier runs")
     args = p.parse_args(argv)
+    if args.table:
+        return merged_table(args.table)
     if args.threads:
         torch.set_num_threads(args.threads)
     train, test = load_mnist(args.data_dir, train=True), load_mnist(args.data_dir, train=False)

@@ -1,5 +1,6 @@
 """train.py end to end on tiny generated data: outputs, learning, exact resume, divergence, errors."""
 
+import hashlib
 import json
 import math
 import os
@@ -453,6 +454,10 @@ def test_trains_the_gated_model_and_resumes_it_exactly(tiny_mnist, tmp_path, kil
     images, labels = load_mnist(tiny_mnist, train=False)
     given = float(pixelcnn.surprise(model, images[:256], label=labels[:256]).nats.double().mean()) / 784
     assert ev["test_loss_given"] == pytest.approx(given, rel=1e-5) and f"{given:.4f} given" in out
+    nats = pixelcnn.label_nats(model, images[:256])  # Bayes classification, recorded for bench_quality
+    assert ev["bayes_accuracy"] == pytest.approx(float((nats.argmin(1) == labels[:256]).double().mean()))
+    weights = (ref / "weights" / "gated" / "model.safetensors").read_bytes()
+    assert ev["weights_sha256"] == hashlib.sha256(weights).hexdigest()
 
     # Killed mid-run and resumed: label dropout and the learning rate depend on the step alone,
     # so the resumed run ends on exactly the same weights.

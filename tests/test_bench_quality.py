@@ -1,0 +1,71 @@
+"""benchmarks/bench_quality.py: the figures it takes from elsewhere, and the tables it merges."""
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "benchmarks" / "bench_quality.py")
+bench_quality = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench_quality)
+
+
+def evaluated_folder(tmp_path: Path, weights: bytes, test_images: int = 10000) -> Path:
+    folder = tmp_path / "labelled"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(weights)
+    (folder / "metrics.json").write_text(json.dumps({"data": {"test_images": test_images}, "evaluation": {
+        "bayes_accuracy": 0.987, "weights_sha256": hashlib.sha256(weights).hexdigest()}}))
+    return folder
+
+
+def test_bayes_accuracy_is_reused_only_for_the_weights_and_digits_it_was_measured_on(tmp_path):
+    folder = evaluated_folder(tmp_path, b"the weights")
+    assert bench_quality.evaluated_bayes(str(folder), 10000) == 0.987
+    assert bench_quality.evaluated_bayes(str(folder), 500) is None  # fewer digits asked for: measured afresh
+    (folder / "model.safetensors").write_bytes(b"retrained weights")
+    assert bench_quality.evaluated_bayes(str(folder), 10000) is None
+    assert bench_quality.evaluated_bayes(str(tmp_path / "nowhere"), 10000) is None
+    (tmp_path / "labelled" / "metrics.json").write_text("{not json")
+    assert bench_quality.evaluated_bayes(str(folder), 10000) is None
+
+
+def result(model: str, **extra) -> dict:
+    completions = {w: {"true_digit": 0.5, "mean_ess": None, "orientation": "top"} for w in bench_quality.KNOWN}
+    return {"model": model, "labels": 0, "confident": 0.8, "entropy_bits": 3.2, "completions": completions, **extra}
+
+
+def write_run(path: Path, results: list[dict], **settings) -> Path:
+    base = {"samples": 100, "per_label": 20, "digits": 200, "candidates": 128, "bayes": 10000}
+    path.write_text(json.dumps({"classifier_accuracy": 0.99, "settings": base | settings, "results": results}))
+    return path
+
+
+def test_runs_measured_alike_merge_into_one_table(tmp_path, capsys):
+    a = write_run(tmp_path / "a.json", [result("recipe")])
+    b = write_run(tmp_path / "b.json", [result("labelled", labels=10, conditional=0.96, bayes_accuracy=0.987,
+                                               bayes_digits=10000, bayes_from="train.py --evaluate")])
+    assert bench_quality.main(["--table", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| recipe") or line.startswith("| labelled")]
+    assert [r.split(" | ")[0] for r in rows] == ["| recipe", "| labelled"]
+    assert "96.0%" in rows[1] and "98.70%" in rows[1] and "98.70%" not in rows[0]
+    assert "from 128 candidates" in out and "`train.py --evaluate`" in out
+
+
+def test_runs_measured_otherwise_do_not_merge(tmp_path, capsys):
+    a = write_run(tmp_path / "a.json", [result("recipe")])
+    b = write_run(tmp_path / "b.json", [result("other")], candidates=32)
+    assert bench_quality.main(["--table", str(a), str(b)]) == 1
+    assert "candidates" in capsys.readouterr().err
+    assert bench_quality.main(["--table", str(tmp_path / "missing.json")]) == 1
+
+
+@pytest.mark.parametrize("field", ["samples", "digits"])
+def test_every_shared_setting_is_compared(tmp_path, field):
+    a = write_run(tmp_path / "a.json", [result("recipe")])
+    b = write_run(tmp_path / "b.json", [result("other")], **{field: 7})
+    assert bench_quality.main(["--table", str(a), str(b)]) == 1
