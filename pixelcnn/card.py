@@ -164,6 +164,9 @@ def model_card(name: str, metrics: dict) -> str:
                            f"the {n} labels, each equally likely: p(x) = the mean of p(x | label)")
             if "test_loss_given" in ev:
                 remeasured += f"; {ev['test_loss_given']:.4f} given each digit's true label"
+            if "bayes_accuracy" in ev:
+                remeasured += (f"; as a classifier, argmax over the labels of p(x | label), it reads "
+                               f"{ev['bayes_accuracy']:.2%} of the test digits as their true label")
         if "test_loss_orders" in ev:
             each = ", ".join(f"{o} first {v:.4f}" for o, v in ev["test_loss_each_orientation"].items())
             remeasured += (f". Read in each of its {cfg['n_orientations']} orientations (marginalised over the "

@@ -458,6 +458,8 @@ def test_trains_the_gated_model_and_resumes_it_exactly(tiny_mnist, tmp_path, kil
     assert ev["bayes_accuracy"] == pytest.approx(float((nats.argmin(1) == labels[:256]).double().mean()))
     weights = (ref / "weights" / "gated" / "model.safetensors").read_bytes()
     assert ev["weights_sha256"] == hashlib.sha256(weights).hexdigest()
+    assert f"it reads {ev['bayes_accuracy']:.2%} of the test digits as their true label" in (
+        ref / "weights" / "gated" / "README.md").read_text()
 
     # Killed mid-run and resumed: label dropout and the learning rate depend on the step alone,
     # so the resumed run ends on exactly the same weights.
