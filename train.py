@@ -14,6 +14,7 @@
 """
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -24,6 +25,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from pixelcnn import ORIENTATIONS, label_nats, load_model, marginal_nats, orientation_nats, sample, save_model
 from pixelcnn.card import RECIPE_TEST_LOSS, model_card
@@ -155,7 +158,8 @@ def main(argv=None) -> int:
                  "train_images": len(train[0]), "test_images": len(test[0])}
 
     if args.evaluate:
-        return evaluate_saved(out, test, device)
+        kept = Path(args.checkpoints) / f"{args.name}-evaluation.safetensors"  # a killed evaluation continues
+        return evaluate_saved(out, test, device, kept)
 
     torch.manual_seed(args.seed)
     model = MODEL_TYPES[args.model][1](config)
@@ -274,7 +278,49 @@ def write_metrics(folder: Path, metrics: dict) -> None:
     atomic_write(folder / "README.md", lambda tmp: Path(tmp).write_text(card))
 
 
-def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device) -> int:
+class Measured:
+    """Per-digit figures of a whole-test-set evaluation, kept in a file as they are measured.
+
+    An evaluation of a labelled four-orientation model takes hours on a CPU: this keeps each
+    figure's rows in `path` every CHUNK digits, so a killed `--evaluate` continues where it
+    stopped. The rows are those of the weights whose SHA-256 is `sha` on the same test digits;
+    a file of other weights or digits is started afresh. The file goes once the evaluation is recorded.
+    """
+
+    CHUNK = 500  # digits measured between saves: a few minutes of a labelled model's ten passes
+
+    def __init__(self, path: Path, sha: str, images: torch.Tensor):
+        self.path, self.sha, self.images, self.chunk = path, sha, images, self.CHUNK
+        self.digits = hashlib.sha256(images.numpy().tobytes()).hexdigest()
+        self.rows, self.reused = {}, 0
+        if path.is_file():
+            try:
+                with safe_open(path, "pt") as f:
+                    meta = f.metadata() or {}
+                    if meta.get("weights_sha256") == sha and meta.get("digits_sha256") == self.digits:
+                        self.rows = {k: f.get_tensor(k) for k in f.keys()}
+            except (SafetensorError, OSError, ValueError):
+                pass  # a file that cannot be read is measured again
+
+    def nats(self, what: str, measure) -> torch.Tensor:
+        """measure(images) for every test digit: the rows kept in the file, then the rest, chunk by chunk."""
+        done = self.rows.get(what)
+        self.reused += 0 if done is None else len(done)
+        parts = [] if done is None else [done]
+        start = 0 if done is None else len(done)
+        for i in range(start, len(self.images), self.chunk):
+            parts.append(measure(self.images[i:i + self.chunk]).double())
+            self.rows[what] = torch.cat(parts)
+            rows = {k: v.contiguous() for k, v in self.rows.items()}
+            meta = {"weights_sha256": self.sha, "digits_sha256": self.digits}
+            atomic_write(self.path, lambda tmp: save_file(rows, tmp, metadata=meta))
+        return torch.cat(parts)
+
+    def forget(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device, kept: Path | None = None) -> int:
     """Print the test loss of the model saved in folder, as train.py measures it each epoch.
 
     For a labelled model, also -log p(x) with p(x) marginalised over its labels (each equally
@@ -288,6 +334,11 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device) -> int:
         return 1
     images, n = test[0], len(test[0])
     pixels = images[0].numel()
+    sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()  # of the weights measured
+    measured = Measured(kept or folder.parent / f".{folder.name}-evaluation.safetensors", sha, images)
+    if measured.rows:
+        print(f"continuing the evaluation kept in {measured.path}: " + ", ".join(
+            f"{what} for {len(v):,} digits" for what, v in measured.rows.items()))
     t0 = time.time()
     loss = evaluate(model, test, TrainConfig.eval_batch_size, device)
     result = {"test_loss": loss, "seconds": round(time.time() - t0, 1)}
@@ -296,7 +347,7 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device) -> int:
           f"on {n:,} digits{', with the label dropped' if labelled else ''}, in {result['seconds']:.0f} s")
     if labelled:
         t0 = time.time()
-        per_label = label_nats(model, images).double()  # (n, labels): -log p(x | label), every label in one pass
+        per_label = measured.nats("top first, each label", lambda x: label_nats(model, x))  # (n, labels)
         top = math.log(labelled) - torch.logsumexp(-per_label, dim=1)  # (n,): -log p(x), top first
         marginal = float(top.sum()) / (n * pixels)
         given = float(per_label.gather(1, test[1][:, None]).sum()) / (n * pixels)
@@ -311,10 +362,10 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device) -> int:
     if orientations > 1:
         t0 = time.time()
         if labelled:  # top first is measured above: the other orientations, each marginalised over the labels
-            per = torch.stack([top] + [marginal_nats(model, images, orientation=o).double()
-                                       for o in range(1, orientations)], dim=1)  # (n, O): -log p_o(x)
+            per = torch.stack([top] + [measured.nats(f"{ORIENTATIONS[o]} first", functools.partial(
+                marginal_nats, model, orientation=o)) for o in range(1, orientations)], dim=1)  # (n, O): -log p_o(x)
         else:
-            per = orientation_nats(model, images).double()
+            per = measured.nats("each orientation", lambda x: orientation_nats(model, x))
         orders = float((math.log(orientations) - torch.logsumexp(-per, dim=1)).sum()) / (n * pixels)
         each = (per.sum(0) / (n * pixels)).tolist()
         result.update(test_loss_orders=orders, test_loss_each_orientation=dict(zip(ORIENTATIONS, each)),
@@ -326,11 +377,11 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device) -> int:
     if metrics_path.is_file():
         metrics = json.loads(metrics_path.read_text())
         if metrics.get("data", {}).get("test_images") == n:
-            sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()  # of the weights measured
             metrics["evaluation"] = dict(result, command=f"python train.py --name {folder.name} --evaluate",
                                          weights_sha256=sha)
             write_metrics(folder, metrics)
             print(f"recorded in {metrics_path} and the model card")
+    measured.forget()
     return 0
 
 

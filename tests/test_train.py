@@ -669,6 +669,38 @@ def test_init_from_starts_a_four_orientation_model_as_the_saved_one(tiny_mnist, 
     assert mixture < min(ev["test_loss_each_orientation"].values()) + math.log(4) / 784  # at most log 4 worse
     assert "the mean over its 4 orientations" in out and f"{mixture:.4f}" in out
     assert f"**{mixture:.4f}**" in (tmp_path / "weights" / "four" / "README.md").read_text()
+    kept = tmp_path / "checkpoints" / "four-evaluation.safetensors"
+    assert not kept.exists()  # the rows it kept while measuring go once the figures are recorded
+
+    # An evaluation killed part way continues from the rows it kept, to the same figures
+    calls = []
+
+    class Stopped(Exception):
+        pass
+
+    def killed_later(model, images, *a, **k):
+        calls.append(len(images))
+        if len(calls) == 6:  # top and bottom first done, and 16 digits of left first: killed in the middle of it
+            raise Stopped
+        return marginal_nats(model, images, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train.Measured, "CHUNK", 16)
+        mp.setattr(train, "marginal_nats", killed_later)
+        with pytest.raises(Stopped):
+            train.main(args(tiny_mnist, tmp_path, *four[:-2], "--evaluate"))
+        assert kept.is_file()
+        calls.clear()
+        mp.setattr(train, "marginal_nats", lambda model, images, *a, **k: (
+            calls.append(len(images)), marginal_nats(model, images, *a, **k))[1])
+        capsys.readouterr()
+        assert train.main(args(tiny_mnist, tmp_path, *four[:-2], "--evaluate")) == 0
+    assert "continuing the evaluation kept in" in capsys.readouterr().out
+    assert sum(calls) == 64 * 2 - 16  # left first from its second chunk, and right first: the rest was kept
+    again = _metrics_of(tmp_path, "four")["evaluation"]
+    for key in ("test_loss_marginal", "test_loss_orders"):
+        assert again[key] == pytest.approx(ev[key], rel=1e-6)
+    assert not kept.exists()
 
     # Killed and resumed, it ends where the uninterrupted run ended; resumed from other weights, it refuses
     done = load_file(tmp_path / "weights" / "four" / "model.safetensors")
