@@ -161,7 +161,7 @@ def measure(name: str, model, clf, test, args) -> dict:
         out["completions"][what] = {"true_digit": float((read == labels).float().mean()),
                                     "mean_ess": sum(ess) / len(ess) if ess else None,
                                     "orientation": pixelcnn.ORIENTATIONS[last.orientation]}
-    if n_labels(model):
+    if n_labels(model) and args.bayes > 0:
         out["bayes_digits"] = min(args.bayes, len(test[0]))
         measured = evaluated_bayes(name, out["bayes_digits"])
         if measured is not None:
@@ -236,7 +236,7 @@ def main(argv=None) -> int:
                    help="SIR candidates per completion (default: %(default)s; the app draws 128 for all its "
                         "completions of one digit)")
     p.add_argument("--chunk", type=int, default=8, help="digits completed at once (memory: digits x candidates)")
-    p.add_argument("--bayes", type=int, default=10000, help="test digits to classify by likelihood")
+    p.add_argument("--bayes", type=int, default=10000, help="test digits to classify by likelihood (0: none)")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 beside a training run")
     p.add_argument("--table", nargs="+", type=Path, metavar="JSON",
