@@ -290,9 +290,9 @@ class Measured:
     CHUNK = 500  # digits measured between saves: a few minutes of a labelled model's ten passes
 
     def __init__(self, path: Path, sha: str, images: torch.Tensor):
-        self.path, self.sha, self.images, self.chunk = path, sha, images, self.CHUNK
+        self.path, self.sha, self.images = path, sha, images
         self.digits = hashlib.sha256(images.numpy().tobytes()).hexdigest()
-        self.rows, self.reused = {}, 0
+        self.rows = {}
         if path.is_file():
             try:
                 with safe_open(path, "pt") as f:
@@ -305,11 +305,10 @@ class Measured:
     def nats(self, what: str, measure) -> torch.Tensor:
         """measure(images) for every test digit: the rows kept in the file, then the rest, chunk by chunk."""
         done = self.rows.get(what)
-        self.reused += 0 if done is None else len(done)
         parts = [] if done is None else [done]
         start = 0 if done is None else len(done)
-        for i in range(start, len(self.images), self.chunk):
-            parts.append(measure(self.images[i:i + self.chunk]).double())
+        for i in range(start, len(self.images), self.CHUNK):
+            parts.append(measure(self.images[i:i + self.CHUNK]).double())
             self.rows[what] = torch.cat(parts)
             rows = {k: v.contiguous() for k, v in self.rows.items()}
             meta = {"weights_sha256": self.sha, "digits_sha256": self.digits}
@@ -320,7 +319,7 @@ class Measured:
         self.path.unlink(missing_ok=True)
 
 
-def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device, kept: Path | None = None) -> int:
+def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device, kept: Path) -> int:
     """Print the test loss of the model saved in folder, as train.py measures it each epoch.
 
     For a labelled model, also -log p(x) with p(x) marginalised over its labels (each equally
@@ -335,7 +334,7 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device, kept: P
     images, n = test[0], len(test[0])
     pixels = images[0].numel()
     sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()  # of the weights measured
-    measured = Measured(kept or folder.parent / f".{folder.name}-evaluation.safetensors", sha, images)
+    measured = Measured(kept, sha, images)
     if measured.rows:
         print(f"continuing the evaluation kept in {measured.path}: " + ", ".join(
             f"{what} for {len(v):,} digits" for what, v in measured.rows.items()))
