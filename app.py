@@ -69,19 +69,11 @@ def model_choices(default: str) -> list[str]:
 
 def reads_four_ways(name: str) -> bool:
     """Whether the local model `name` was trained on four orientations (from its config.json, nothing loaded)."""
-    folder = local_folder(name)
+    folder = pixelcnn.weights.local_folder(name, WEIGHTS_DIR)
     try:
         return folder is not None and json.loads((folder / "config.json").read_text()).get("n_orientations", 1) == 4
     except (OSError, ValueError):
         return False
-
-
-def local_folder(name: str) -> Path | None:
-    """The folder of a local model (a folder, a name in weights/, or "weights/NAME"); None for a Hub repo id."""
-    for folder in (Path(name), WEIGHTS_DIR / name, WEIGHTS_DIR.parent / name):
-        if (folder / "model.safetensors").is_file():
-            return folder
-    return None
 
 
 @functools.lru_cache(maxsize=4)
@@ -93,7 +85,7 @@ def get_model(name: str | None) -> torch.nn.Module:
     """The model `name`, loaded once; a local one again when its weights change (each epoch of training)."""
     if not name:
         raise ModelLoadError(f"no model: train one with `python train.py` (it goes to {WEIGHTS_DIR}/)")
-    folder = local_folder(name)
+    folder = pixelcnn.weights.local_folder(name, WEIGHTS_DIR)
     if folder is not None:
         stat = (folder / "model.safetensors").stat()
         return _load(str(folder), (stat.st_mtime_ns, stat.st_size))
@@ -117,7 +109,7 @@ def reference_bits_per_pixel(name: str, marginal: bool) -> float | None:
     marginal: a labelled model's figure with p(x) the mean of p(x | label) over its labels
     (`train.py --evaluate` measures it), not its test loss, which is with the label dropped.
     """
-    folder = local_folder(name)
+    folder = pixelcnn.weights.local_folder(name, WEIGHTS_DIR)
     try:
         metrics = json.loads((folder / "metrics.json").read_text())
         nats = metrics["evaluation"]["test_loss_marginal"] if marginal else metrics["test_loss"]

@@ -33,7 +33,7 @@ from pixelcnn.card import RECIPE_TEST_LOSS, model_card
 from pixelcnn.data import load_mnist
 from pixelcnn.plotting import save_grid, save_loss_curve
 from pixelcnn.trainer import TrainConfig, TrainingDiverged, TrainingError, distributed_setup, evaluate, fit
-from pixelcnn.weights import MODEL_TYPES, ModelLoadError, atomic_write, write_json
+from pixelcnn.weights import MODEL_TYPES, ModelLoadError, atomic_write, weights_sha256, write_json
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -242,7 +242,7 @@ def initialise_from(model, folder: Path) -> dict:
         raise TrainingError(f"--init-from {folder}: its weights do not fit this model: {', '.join(misfits[:4])}"
                             f"{' ...' if len(misfits) > 4 else ''}")
     model.load_state_dict({**ours, **theirs})
-    record = {"folder": str(folder), "sha256": hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest(),
+    record = {"folder": str(folder), "sha256": weights_sha256(folder),
               "kept_their_start": sorted(set(ours) - set(theirs))}
     metrics_path = folder / "metrics.json"
     if metrics_path.is_file():
@@ -333,7 +333,7 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device, kept: P
         return 1
     images, n = test[0], len(test[0])
     pixels = images[0].numel()
-    sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()  # of the weights measured
+    sha = weights_sha256(folder)  # of the weights measured
     measured = Measured(kept, sha, images)
     if measured.rows:
         print(f"continuing the evaluation kept in {measured.path}: " + ", ".join(

@@ -24,7 +24,6 @@ Prints a markdown table; --json also writes the figures.
 """
 
 import argparse
-import hashlib
 import json
 import platform
 import sys
@@ -120,10 +119,12 @@ def evaluated_bayes(name: str, digits: int) -> float | None:
     None where the model is not a local folder, was not evaluated on that many digits, or its
     weights have changed since.
     """
-    folder = Path(name) if (Path(name) / "metrics.json").is_file() else pixelcnn.weights.WEIGHTS_DIR / name
+    folder = pixelcnn.weights.local_folder(name)
+    if folder is None:
+        return None
     try:
         metrics = json.loads((folder / "metrics.json").read_text())
-        sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+        sha = pixelcnn.weights.weights_sha256(folder)
     except (OSError, ValueError):
         return None
     ev = metrics.get("evaluation") or {}

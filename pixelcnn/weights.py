@@ -1,5 +1,6 @@
 """Saving and loading models: config.json + model.safetensors in a folder. Nothing is unpickled."""
 
+import hashlib
 import json
 import os
 import tempfile
@@ -102,6 +103,21 @@ def load_folder(folder: str | Path, device: str | torch.device = "cpu") -> torch
             f"{weights_path} does not match {config_path.name}: " + "; ".join(p for p in parts if p))
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
+
+
+def local_folder(name: str | Path, weights_dir: str | Path | None = None) -> Path | None:
+    """The folder of a local model: a folder, a name in weights_dir (default: the repo's weights/), or
+    "weights/NAME" from another working directory. None where there is none (a Hub repo id, say)."""
+    weights_dir = Path(weights_dir or WEIGHTS_DIR)
+    for folder in (Path(name), weights_dir / name, weights_dir.parent / name):
+        if (folder / "model.safetensors").is_file():
+            return folder
+    return None
+
+
+def weights_sha256(folder: str | Path) -> str:
+    """The SHA-256 of a model folder's weights: which weights a figure was measured on."""
+    return hashlib.sha256((Path(folder) / "model.safetensors").read_bytes()).hexdigest()
 
 
 def list_models(weights_dir: str | Path | None = None) -> list[str]:

@@ -340,3 +340,25 @@ def test_model_load_error_has_a_home_of_its_own():
     hub = ast.parse(Path(pixelcnn.hub.__file__).read_text())
     imported = {node.module for node in ast.walk(hub) if isinstance(node, ast.ImportFrom)}
     assert "weights" not in imported and "errors" in imported
+
+
+def test_local_folder_finds_a_model_by_folder_by_name_and_by_weights_path(model, weights_dir, tmp_path, monkeypatch):
+    folder = save_model(model, weights_dir / "mine")
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    assert weights.local_folder("mine") == folder
+    assert weights.local_folder("weights/mine") == folder
+    assert weights.local_folder(str(folder)) == folder
+    assert weights.local_folder("user/repo") is None  # a Hub repo id, or a typo: no folder
+    assert weights.local_folder("mine", weights_dir=other) is None  # another weights folder has no "mine"
+
+
+def test_weights_sha256_names_the_weights_and_changes_with_them(model, tmp_path):
+    a = save_model(model, tmp_path / "a")
+    b = save_model(model, tmp_path / "b")
+    assert weights.weights_sha256(a) == weights.weights_sha256(b)  # same weights, same file
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    save_model(model, b)
+    assert weights.weights_sha256(a) != weights.weights_sha256(b)
