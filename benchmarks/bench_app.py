@@ -130,7 +130,8 @@ def row(what: str, value: str, note: str = "") -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="a folder, a name in weights/, or a Hub repo id (default: pixelcnn if present)")
+    p.add_argument("--model", help="a folder, a name in weights/, or a Hub repo id (default: the app's, "
+                   f"{pixelcnn.weights.DEFAULT_MODEL}, if present)")
     p.add_argument("--runs", type=int, default=5, help="timed streams per size (default: %(default)s)")
     p.add_argument("--requests", type=int, default=200, help="requests in the memory run (default: %(default)s)")
     p.add_argument("--only-hole", action="store_true", help="time only the hole's completions (the rest takes minutes)")
@@ -138,7 +139,8 @@ def main() -> int:
     from gradio_client import Client
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-app-model-")
-    model = args.model or ("pixelcnn" if "pixelcnn" in pixelcnn.list_models() else None)
+    default = pixelcnn.weights.DEFAULT_MODEL
+    model = args.model or (default if default in pixelcnn.list_models() else None)
     if model is None:
         model = str(pixelcnn.save_model(pixelcnn.PixelCNN(pixelcnn.PixelCNNConfig()), Path(tmp.name) / "untrained"))
     print(f"model {model}; {os.cpu_count()} CPUs; {args.runs} runs per size; starting app.py ...", flush=True)

@@ -150,7 +150,7 @@ def measure(name: str, model, clf, test, args) -> dict:
         out["conditional_by_label"] = [float((read[asked == y] == y).float().mean()) for y in range(10)]
     images, labels = test[0][:args.digits], test[1][:args.digits]
     out["completions"] = {}
-    for what, known in KNOWN.items():
+    for what, known in KNOWN.items() if args.digits else ():  # --digits 0: the samples only
         done, ess = [], []
         for chunk in images.split(args.chunk):  # the caches of digits x candidates rows stay in memory
             mask = known[None, None].expand(len(chunk), 1, SIDE, SIDE)
@@ -182,9 +182,9 @@ def table(results: list[dict], args, accuracy: float) -> str:
         cells = [r["model"], f"{r['confident']:.0%}", f"{r['entropy_bits']:.2f}",
                  f"{r['conditional']:.1%}" if "conditional" in r else ""]
         for w in KNOWN:
-            c = r["completions"][w]
-            ess = "" if c["mean_ess"] is None else f" ({c['mean_ess']:.1f})"
-            cells.append(f"{c['true_digit']:.1%}{ess}")
+            c = r["completions"].get(w)
+            ess = "" if c is None or c["mean_ess"] is None else f" ({c['mean_ess']:.1f})"
+            cells.append("" if c is None else f"{c['true_digit']:.1%}{ess}")
         cells.append(f"{r['bayes_accuracy']:.2%}" if "bayes_accuracy" in r else "")
         head.append("| " + " | ".join(cells) + " |")
     digits = max((r.get("bayes_digits", 0) for r in results), default=0)
@@ -193,9 +193,10 @@ def table(results: list[dict], args, accuracy: float) -> str:
         bayes += " (where `train.py --evaluate` has measured it for the same weights, its figure)"
     head += ["", f"{args.samples} unconditional samples (confident: the classifier's top class above 0.9; entropy of "
                  f"the classes read, at most 3.32 bits); {args.per_label} class-conditional samples per digit; "
-                 f"completions of the first {args.digits} test digits, one each, from {args.candidates} candidates "
-                 f"where the known pixels do not all come first (ESS: their mean effective sample size; none where "
-                 f"the completion was exact){bayes}. The classifier reads {accuracy:.2%} of the binarized test digits. "
+                 + (f"completions of the first {args.digits} test digits, one each, from {args.candidates} candidates "
+                    f"where the known pixels do not all come first (ESS: their mean effective sample size; none where "
+                    f"the completion was exact)" if args.digits else "no completions")
+                 + f"{bayes}. The classifier reads {accuracy:.2%} of the binarized test digits. "
                  f"On {platform.platform()}, torch {torch.__version__}."]
     return "\n".join(head)
 
@@ -232,7 +233,7 @@ def main(argv=None) -> int:
                    help="where the classifier is cached (default: %(default)s)")
     p.add_argument("--samples", type=int, default=100, help="unconditional samples (default: %(default)s)")
     p.add_argument("--per-label", type=int, default=20, help="class-conditional samples per digit")
-    p.add_argument("--digits", type=int, default=200, help="test digits to complete, one completion each")
+    p.add_argument("--digits", type=int, default=200, help="test digits to complete, one completion each (0: none)")
     p.add_argument("--candidates", type=int, default=128,
                    help="SIR candidates per completion (default: %(default)s; the app draws 128 for all its "
                         "completions of one digit)")

@@ -69,3 +69,20 @@ def test_every_shared_setting_is_compared(tmp_path, field):
     a = write_run(tmp_path / "a.json", [result("recipe")])
     b = write_run(tmp_path / "b.json", [result("other")], **{field: 7})
     assert bench_quality.main(["--table", str(a), str(b)]) == 1
+
+
+def test_digits_0_measures_the_samples_only_and_the_table_leaves_the_completions_blank():
+    torch = pytest.importorskip("torch")
+    import argparse
+
+    import pixelcnn
+    torch.manual_seed(0)
+    model = pixelcnn.GatedPixelCNN(pixelcnn.GatedPixelCNNConfig(hidden_channels=4, n_layers=2, n_labels=10))
+    args = argparse.Namespace(samples=4, per_label=2, digits=0, candidates=8, chunk=8, bayes=0)
+    test = (torch.zeros(3, 1, 28, 28), torch.zeros(3, dtype=torch.long))
+    out = bench_quality.measure("tiny", model, bench_quality.Classifier(), test, args)
+    assert out["completions"] == {} and len(out["conditional_by_label"]) == 10 and "bayes_accuracy" not in out
+    text = bench_quality.table([out, result("recipe")], args, 0.99)
+    tiny, recipe = (line for line in text.splitlines() if line.startswith(("| tiny", "| recipe")))
+    assert tiny.count("%") == 2 and recipe.count("50.0%") == len(bench_quality.KNOWN)  # blank, not 0
+    assert "no completions" in text
