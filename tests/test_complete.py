@@ -163,6 +163,62 @@ def test_sir_converges_to_the_exact_conditional(tiny_model, hole, below, monkeyp
     assert step.resamplings.item() == (0 if below is None else 4), step.resamplings  # 2 halves x 2 rows
 
 
+@pytest.fixture(scope="module")
+def tiny_labelled() -> GatedPixelCNN:
+    """tiny_data with its bit b as the label (2 labels): p(x | b) is sharp, p(x) a mixture of two."""
+    model = gated(hidden_channels=16, n_layers=2, first_kernel_size=3, n_labels=2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    data = tiny_data(4096, seed=0)
+    labels = (data.flatten(1).mean(1) > 0.5).long()  # b, but for the rare images with 5 or more flips
+    for step in range(200):
+        b = torch.randint(len(data), (256,), generator=torch.Generator().manual_seed(step))
+        loss = model.loss((data[b], labels[b]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def test_sir_draws_a_labelled_models_label_and_hole_from_their_exact_joint_posterior(tiny_labelled):
+    """label=None: (label, hole) against p(label, hole | known) by enumeration, p(x) the mixture.
+
+    The hole (the first column) comes first, so each candidate's label is drawn before any
+    known pixel (uniformly), and only the weights can bring in what the known pixels say of it.
+    """
+    model = tiny_labelled
+    states = all_states()
+    log_p = -pixelcnn.label_nats(model, states).double() - np.log(2)  # (512, 2): log p(x, label)
+    hole = [(0, 0), (1, 0), (2, 0)]
+    image = torch.tensor([[0, 1, 0], [0, 1, 0], [0, 1, 0]], dtype=torch.float32)[None, None]  # three 1s, three 0s
+    known = torch.ones(3, 3, dtype=torch.bool)
+    for i, j in hole:
+        known[i, j] = False
+    keep = (states[:, 0][:, known] == image[0, 0][known]).all(1)
+
+    def codes(images, labels):  # (hole's pixels as a binary number) * 2 + label
+        return sum(images[:, 0, i, j].long() << (len(hole) - b) for b, (i, j) in enumerate(hole)) + labels
+
+    both = torch.arange(2).repeat(int(keep.sum()))
+    kept = states[keep].repeat_interleave(2, dim=0)
+    exact = torch.zeros(2 ** (len(hole) + 1), dtype=torch.float64).index_add_(
+        0, codes(kept, both), log_p[keep].reshape(-1).exp())
+    exact /= exact.sum()
+    posterior = exact.reshape(-1, 2).sum(0)  # p(label | known)
+    assert 0.1 < posterior[1] < 0.9, posterior  # the label is in doubt: the test can see a skew
+
+    n = 4000
+    step = list(complete_stream(model, n, image, known, seed=0, candidates=20000, image_size=(3, 3)))[-1]
+    assert torch.equal(step.images[:, 0][:, known], image[0, 0][known].expand(n, -1))
+    drawn = torch.bincount(codes(step.images, step.labels), minlength=len(exact)).double() / n
+    tv = 0.5 * (drawn - exact).abs().sum().item()
+    assert tv < 0.03, (tv, exact.tolist(), drawn.tolist())
+    # The proposal alone (each label uniform, the hole in raster order, the later known pixels ignored):
+    proposal = list(pixelcnn.sample_stream(model, n, seed=0, image_size=(3, 3), every=9))[-1]
+    alone = torch.bincount(codes(proposal.images, proposal.labels), minlength=len(exact)).double() / n
+    assert 0.5 * (alone - exact).abs().sum().item() > 0.08  # the test can tell them apart (0.12)
+
+
 def cache_of(kind: str, n: int, h: int, w: int):
     """A model, its labels (n,) or None, and a StepCache of it for n images of h x w."""
     if kind == "recipe":
