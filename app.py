@@ -2,7 +2,7 @@
 side or redraw a part you mark, and see how likely the model finds a digit, which digit a
 labelled model takes it for, and which earlier pixels each pixel's probability depends on.
 
-    python app.py                        # weights/pixelcnn/ on http://127.0.0.1:7860
+    python app.py                        # the flagship, weights/gated-pixelcnn-5x5/, on http://127.0.0.1:7860
     python app.py --model user/repo      # a Hub repo id (or a folder); PIXELCNN_MODEL=... also works
     python app.py --weights-dir DIR      # the picker lists DIR's models; PIXELCNN_WEIGHTS_DIR=... also works
     python app.py --mcp                  # also an MCP server at /gradio_api/mcp/; GRADIO_MCP_SERVER=True also works

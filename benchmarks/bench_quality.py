@@ -51,6 +51,7 @@ KNOWN = {  # what a completion keeps: True where a pixel is known
     "right 14 columns": cols >= 14,
     "all but a central 14x14 hole": ~hole,
 }
+SHORT = dict(zip(("top", "bottom", "left", "right", "hole"), KNOWN))  # --known's names for them
 
 
 class Classifier(nn.Module):
@@ -150,7 +151,8 @@ def measure(name: str, model, clf, test, args) -> dict:
         out["conditional_by_label"] = [float((read[asked == y] == y).float().mean()) for y in range(10)]
     images, labels = test[0][:args.digits], test[1][:args.digits]
     out["completions"] = {}
-    for what, known in KNOWN.items() if args.digits else ():  # --digits 0: the samples only
+    for what in [SHORT[k] for k in args.known] if args.digits else ():  # --digits 0: the samples only
+        known = KNOWN[what]
         done, ess = [], []
         for chunk in images.split(args.chunk):  # the caches of digits x candidates rows stay in memory
             mask = known[None, None].expand(len(chunk), 1, SIDE, SIDE)
@@ -234,6 +236,8 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=100, help="unconditional samples (default: %(default)s)")
     p.add_argument("--per-label", type=int, default=20, help="class-conditional samples per digit")
     p.add_argument("--digits", type=int, default=200, help="test digits to complete, one completion each (0: none)")
+    p.add_argument("--known", nargs="+", choices=list(SHORT), default=list(SHORT),
+                   help="which completions: " + "; ".join(f"{k}: {v}" for k, v in SHORT.items()) + " (default: all)")
     p.add_argument("--candidates", type=int, default=128,
                    help="SIR candidates per completion (default: %(default)s; the app draws 128 for all its "
                         "completions of one digit)")

@@ -17,7 +17,7 @@ from .hub import download, is_repo_id
 from .model import PixelCNN, PixelCNNConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_MODEL = "pixelcnn"
+DEFAULT_MODEL = "gated-pixelcnn-5x5"  # the flagship; the recipe is "pixelcnn"
 
 # model_type in config.json -> (config class, model class)
 MODEL_TYPES = {

@@ -78,7 +78,7 @@ def test_digits_0_measures_the_samples_only_and_the_table_leaves_the_completions
     import pixelcnn
     torch.manual_seed(0)
     model = pixelcnn.GatedPixelCNN(pixelcnn.GatedPixelCNNConfig(hidden_channels=4, n_layers=2, n_labels=10))
-    args = argparse.Namespace(samples=4, per_label=2, digits=0, candidates=8, chunk=8, bayes=0)
+    args = argparse.Namespace(samples=4, per_label=2, digits=0, candidates=8, chunk=8, bayes=0, known=["top"])
     test = (torch.zeros(3, 1, 28, 28), torch.zeros(3, dtype=torch.long))
     out = bench_quality.measure("tiny", model, bench_quality.Classifier(), test, args)
     assert out["completions"] == {} and len(out["conditional_by_label"]) == 10 and "bayes_accuracy" not in out
@@ -86,3 +86,18 @@ def test_digits_0_measures_the_samples_only_and_the_table_leaves_the_completions
     tiny, recipe = (line for line in text.splitlines() if line.startswith(("| tiny", "| recipe")))
     assert tiny.count("%") == 2 and recipe.count("50.0%") == len(bench_quality.KNOWN)  # blank, not 0
     assert "no completions" in text
+
+
+def test_known_measures_only_the_completions_asked_for():
+    torch = pytest.importorskip("torch")
+    import argparse
+
+    import pixelcnn
+    torch.manual_seed(0)
+    model = pixelcnn.PixelCNN(pixelcnn.PixelCNNConfig(hidden_channels=4, kernel_size=3, n_layers=1))
+    args = argparse.Namespace(samples=2, per_label=1, digits=2, candidates=2, chunk=8, bayes=0, known=["bottom", "top"])
+    test = ((torch.rand(2, 1, 28, 28) < 0.3).float(), torch.zeros(2, dtype=torch.long))
+    out = bench_quality.measure("tiny", model, bench_quality.Classifier(), test, args)
+    assert list(out["completions"]) == ["bottom 14 rows", "top 14 rows"]
+    assert out["completions"]["top 14 rows"]["mean_ess"] is None  # a prefix: exact, nothing resampled
+    assert out["completions"]["bottom 14 rows"]["mean_ess"] is not None  # the recipe completes it by SIR

@@ -81,15 +81,18 @@ def test_load_by_name_from_the_weights_folder(model, weights_dir, tmp_path, monk
     assert torch.equal(load_model("weights/mine")(_x()), model(_x()))
 
 
-def test_default_model_is_weights_pixelcnn(model, weights_dir, monkeypatch):
+def test_the_default_model_is_the_flagship_and_the_package_never_shadows_the_recipe(model, weights_dir, monkeypatch):
+    assert weights.DEFAULT_MODEL == "gated-pixelcnn-5x5"
     save_model(model, weights_dir / weights.DEFAULT_MODEL)
+    recipe = PixelCNN(PixelCNNConfig(hidden_channels=4, kernel_size=5, n_layers=2))  # other weights
+    save_model(recipe, weights_dir / "pixelcnn")
     # From the repo root, ./pixelcnn is the package, not a model: it must not shadow weights/pixelcnn.
     root = weights_dir.parent
     (root / "pixelcnn").mkdir()
     (root / "pixelcnn" / "__init__.py").write_text("")
     monkeypatch.chdir(root)
     assert torch.equal(pixelcnn.load_model()(_x()), model.eval()(_x()))
-    assert torch.equal(pixelcnn.load_model("pixelcnn")(_x()), model(_x()))
+    assert torch.equal(pixelcnn.load_model("pixelcnn")(_x()), recipe.eval()(_x()))
 
 
 def test_list_models_ignores_folders_without_weights(weights_dir):
