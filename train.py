@@ -10,6 +10,8 @@
     python train.py --name pixelcnn --evaluate   # remeasure the saved model's test loss
     python train.py --model gated_pixelcnn --n-orientations 4 --init-from weights/gated-pixelcnn ...
                                            # start from a trained model's weights (fine-tune it)
+    python train.py --model gated_pixelcnn ... --init-from gated-pixelcnn-5x5 --classify-weight 30
+                                           # fine-tune with a hybrid loss: also -log p(label | image)
     torchrun --nproc_per_node 2 train.py   # data-parallel
 """
 
@@ -68,6 +70,11 @@ def parse_args(argv=None):
     p.add_argument("--skip", action="store_true", help="gated_pixelcnn: skip connections from every layer to the head")
     p.add_argument("--n-orientations", type=int, default=1, choices=(1, 4),
                    help="gated_pixelcnn: 4 to see each digit top, bottom, left or right first (default: %(default)s)")
+    p.add_argument("--classify-weight", type=float, default=0.0,
+                   help="gated_pixelcnn: add w x -log p(label | image), by Bayes' rule over the labels, to the "
+                        "training loss of --classify-batch images of each batch (a hybrid loss; default: none)")
+    p.add_argument("--classify-batch", type=int, default=8,
+                   help="gated_pixelcnn: images of each batch that --classify-weight scores under every label")
     p.add_argument("--ema", type=float, default=0.0,
                    help="evaluate and save an exponential moving average of the weights with this decay, e.g. "
                         "0.999 (default: none)")
@@ -116,7 +123,8 @@ def model_config(args):
         return config_cls(hidden_channels=args.hidden_channels, kernel_size=args.kernel_size, n_layers=args.n_layers)
     return config_cls(hidden_channels=args.hidden_channels, first_kernel_size=args.first_kernel_size,
                       kernel_size=args.kernel_size, n_layers=args.n_layers, n_labels=args.n_labels,
-                      label_dropout=args.label_dropout, skip=args.skip, n_orientations=args.n_orientations)
+                      label_dropout=args.label_dropout, skip=args.skip, n_orientations=args.n_orientations,
+                      classify_weight=args.classify_weight, classify_batch=args.classify_batch)
 
 
 def main(argv=None) -> int:

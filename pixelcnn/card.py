@@ -153,6 +153,9 @@ def model_card(name: str, metrics: dict) -> str:
     labelled = cfg.get("n_labels", 0) > 0
     train_labels = (f", with each digit's label except the {cfg.get('label_dropout', 0):.0%} dropped at random"
                     if labelled else "")
+    if cfg.get("classify_weight"):
+        train_labels += (f", plus the hybrid term: {cfg['classify_weight']:g} / 784 x -log p(label | image) by "
+                         f"Bayes' rule, on {cfg['classify_batch']} digits of each batch")
     ev = metrics.get("evaluation")
     remeasured = ""
     if ev:

@@ -51,6 +51,8 @@ class GatedPixelCNNConfig:
     label_dropout: float = 0.2  # training only: how often the label is replaced by "no label"
     skip: bool = False  # every layer to the head through a 1x1 of its own
     n_orientations: int = 1  # 1: top first only; 4: also bottom, left and right first (orders.py)
+    classify_weight: float = 0.0  # training only: weight of -log p(label | image), by Bayes' rule (see loss)
+    classify_batch: int = 8  # training only: the images of each batch that the weight above scores
 
     def __post_init__(self):
         if self.model_type != "gated_pixelcnn":
@@ -64,6 +66,8 @@ class GatedPixelCNNConfig:
             raise ValueError(f"label_dropout must be in [0, 1], got {self.label_dropout}")
         if self.n_orientations not in (1, 4):
             raise ValueError(f"n_orientations must be 1 or 4, got {self.n_orientations!r}")
+        if self.classify_weight < 0 or self.classify_batch < 1 or (self.classify_weight and not self.n_labels):
+            raise ValueError(f"classify_weight must be >= 0 (and 0 without labels), classify_batch >= 1, got {self}")
 
 
 def shift_down(x: torch.Tensor) -> torch.Tensor:
@@ -227,6 +231,13 @@ class GatedPixelCNN(nn.Module):
         In training the label is replaced by "no label" at random (config.label_dropout), so one
         model learns both p(x | label) and p(x). In eval mode the label is always dropped: the
         loss is then the unconditional -log p(x) per pixel, comparable with unlabelled models.
+
+        With config.classify_weight w > 0 the training loss is a hybrid one: it adds, for the
+        first config.classify_batch images of the batch, w / pixels x the mean of
+        -log p(label | x) = -log p(x | label) + log sum_y p(x | y)  (Bayes' rule, p(y) = 1/n_labels),
+        which takes each of those images under every label, in the same forward pass. It pulls
+        p(x | y) of the wrong labels down where the likelihood alone leaves them close, which is
+        what classifying by argmax_y p(x | y), and sampling a chosen digit, need.
         """
         x, label = batch if isinstance(batch, (tuple, list)) else (batch, None)
         if not self.training:
@@ -237,6 +248,17 @@ class GatedPixelCNN(nn.Module):
             x = orient(x, orientation)
         if not self.config.n_labels or label is None:
             return F.binary_cross_entropy_with_logits(self(x, None, orientation), x)
+        n = self.config.n_labels
         drop = torch.rand(label.shape, device=label.device) < self.config.label_dropout
-        label = torch.where(drop, torch.full_like(label, self.config.n_labels), label)
-        return F.binary_cross_entropy_with_logits(self(x, label, orientation), x)
+        dropped = torch.where(drop, torch.full_like(label, n), label)
+        if not self.config.classify_weight:
+            return F.binary_cross_entropy_with_logits(self(x, dropped, orientation), x)
+        k = min(self.config.classify_batch, len(x))
+        o = torch.as_tensor(orientation, device=x.device).expand(len(x))
+        every = torch.arange(n, device=x.device).repeat_interleave(k)  # image i under label y: row y * k + i
+        inputs = torch.cat([x, x[:k].repeat(n, 1, 1, 1)])
+        logits = self(inputs, torch.cat([dropped, every]), torch.cat([o, o[:k].repeat(n)]))
+        bce = F.binary_cross_entropy_with_logits(logits, inputs, reduction="none")
+        nats = bce[len(x):].sum((1, 2, 3)).view(n, k).T  # (k, n): -log p(x | y)
+        classify = F.cross_entropy(-nats, label[:k])  # log 1/n cancels
+        return bce[:len(x)].mean() + self.config.classify_weight * classify / x[0].numel()

@@ -719,3 +719,40 @@ def test_init_from_starts_a_four_orientation_model_as_the_saved_one(tiny_mnist, 
 
 def _metrics_of(tmp: Path, name: str) -> dict:
     return json.loads((tmp / "weights" / name / "metrics.json").read_text())
+
+
+def test_fit_trains_a_model_handed_over_in_eval_mode(tmp_path):
+    """load_model returns a model in eval mode: fine-tuning it must still use the training loss."""
+    from pixelcnn.trainer import TrainConfig, fit
+
+    model = GatedPixelCNN(GatedPixelCNNConfig(hidden_channels=4, n_layers=1, label_dropout=1.0)).eval()
+    modes = []
+    original = model.loss
+    model.loss = lambda batch: (modes.append(model.training), original(batch))[1]
+    x = (torch.rand(8, 1, 6, 6, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    y = torch.zeros(8, dtype=torch.long)
+    fit(model, (x, y), (x[:2], y[:2]), TrainConfig(epochs=1, batch_size=4, checkpoint_every=1e9),
+        tmp_path / "c.safetensors")
+    assert modes == [True, True, False]  # two training steps, then the evaluation
+
+
+def test_a_checkpoint_made_before_a_model_setting_existed_resumes_at_its_default(tiny_mnist, tmp_path, capsys,
+                                                                                kill_at):
+    """The flagship's checkpoint predates classify_weight: it had the default (none) then, and resumes."""
+    gated = ["--model", "gated_pixelcnn", "--n-layers", "1", "--checkpoint-every", "0"]
+    disarm = kill_at(3, GatedPixelCNN)
+    with pytest.raises(Killed):
+        train.main(args(tiny_mnist, tmp_path, *gated))
+    disarm()
+    path = tmp_path / "checkpoints" / "pixelcnn.safetensors"
+    with safe_open(str(path), "pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    meta = json.loads(metadata["meta"])
+    for k in ("classify_weight", "classify_batch"):
+        del meta["model_config"][k]  # as a checkpoint of an older train.py has it
+    from safetensors.torch import save_file
+    save_file(tensors, str(path), metadata=dict(metadata, meta=json.dumps(meta)))
+    capsys.readouterr()
+    assert train.main(args(tiny_mnist, tmp_path, *gated, "--resume", "--classify-weight", "2")) == 1
+    assert "model_config.classify_weight 0.0 -> 2.0" in _one_line_error(capsys)
+    assert train.main(args(tiny_mnist, tmp_path, *gated, "--resume")) == 0

@@ -1,0 +1,164 @@
+"""Does a hybrid loss, -log p(x | y) - w log p(y | x), make a better labelled model? Fine-tunes, side by side.
+
+    python benchmarks/hybrid.py                          # w = 0, 30, 300; 150 steps each from the flagship
+    python benchmarks/hybrid.py --weights 0 100 --steps 300 --test 2000 --jobs 1 --threads 2
+
+Every row starts from the same trained model (--init, default the flagship), and fine-tunes it
+with the project's trainer (pixelcnn.fit) for the same --steps batches of 64 (the same digits,
+shuffled the same way, the same learning rate) with GatedPixelCNNConfig.classify_weight = w:
+w = 0 is plain maximum likelihood, the control. It then scores the first --test test digits:
+-log p(x | true label) and -log p(x) marginalised over the labels, in nats per pixel; Bayes
+classification argmax_y p(x | y), its accuracy; and -log p(true label | x), in nats per digit.
+
+Each row is written to --out/w-W-STEPSsteps-TESTtest.json when measured and reused on the next
+run (pass --fresh to measure again). Prints a markdown table.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--init", default="gated-pixelcnn-5x5", help="the labelled model every row starts from")
+    p.add_argument("--weights", type=float, nargs="+", default=[0.0, 30.0, 300.0], metavar="W",
+                   help="classify_weight of each row (default: %(default)s)")
+    p.add_argument("--classify-batch", type=int, default=8, help="images of each batch scored under every label")
+    p.add_argument("--steps", type=int, default=150, help="fine-tuning steps of batch 64 per row")
+    p.add_argument("--lr", type=float, default=2e-4, help="constant learning rate (default: %(default)s)")
+    p.add_argument("--test", type=int, default=1000, help="score on the first N test digits")
+    p.add_argument("--data-dir", default="data", help="torchvision MNIST root (default: %(default)s)")
+    p.add_argument("--out", default="results/hybrid", help="one JSON per row (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=2, help="rows trained at once, each in its own process")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per job")
+    p.add_argument("--fresh", action="store_true", help="measure again even where the row's JSON exists")
+    p.add_argument("--one", type=float, help=argparse.SUPPRESS)  # run one row in this process (what the jobs do)
+    return p.parse_args(argv)
+
+
+def result_path(args, w: float) -> Path:
+    return Path(args.out) / f"w-{w:g}-{args.steps}steps-{args.test}test.json"
+
+
+def run_row(args, w: float) -> dict:
+    import torch
+
+    import pixelcnn
+    from pixelcnn.data import load_mnist
+    from pixelcnn.trainer import TrainConfig, fit
+    from pixelcnn.weights import local_folder, weights_sha256
+
+    torch.set_num_threads(args.threads)
+    model = pixelcnn.load_model(args.init)
+    model.config = replace(model.config, classify_weight=w, classify_batch=args.classify_batch)
+    train = load_mnist(args.data_dir, train=True)
+    test = load_mnist(args.data_dir, train=False)
+    train = tuple(t[:args.steps * 64] for t in train)  # one epoch of exactly `steps` batches
+    images, labels = (t[:args.test] for t in test)
+    tc = TrainConfig(epochs=1, batch_size=64, lr=args.lr, seed=0, checkpoint_every=1e9)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        state, tuned = fit(model, train, (images[:1], labels[:1]), tc, Path(tmp) / "ckpt.safetensors")
+        seconds = time.perf_counter() - t0
+    tuned.eval()
+    pixels = images[0].numel()
+    with torch.no_grad():
+        per_label = pixelcnn.label_nats(tuned, images).double()  # (N, 10): -log p(x | y)
+    given = per_label.gather(1, labels[:, None])[:, 0]
+    log_evidence = torch.logsumexp(-per_label, dim=1)  # log sum_y p(x | y)
+    return {"classify_weight": w, "init": args.init, "init_sha256": weights_sha256(local_folder(args.init)),
+            "classify_batch": args.classify_batch, "train_config": asdict(tc), "steps": args.steps,
+            "test_digits": args.test, "train_seconds": round(seconds, 1), "threads": args.threads, "jobs": args.jobs,
+            "given_label": float(given.mean()) / pixels,
+            "marginal": float((math.log(10) - log_evidence).mean()) / pixels,
+            "bayes_accuracy": float((per_label.argmin(1) == labels).double().mean()),
+            "label_nats": float((given + log_evidence).mean()),  # -log p(true label | x), p(y) = 1/10
+            "train_loss": state.history[-1]["train_loss"], "platform": platform.platform()}
+
+
+def before(args) -> dict:
+    """The same figures of the model every row starts from, before any fine-tuning."""
+    path = Path(args.out) / f"init-{args.test}test.json"
+    if path.is_file() and not args.fresh:
+        return json.loads(path.read_text())
+    import torch
+
+    import pixelcnn
+    from pixelcnn.data import load_mnist
+
+    torch.set_num_threads(args.threads * args.jobs)
+    model = pixelcnn.load_model(args.init).eval()
+    images, labels = (t[:args.test] for t in load_mnist(args.data_dir, train=False))
+    with torch.no_grad():
+        per_label = pixelcnn.label_nats(model, images).double()
+    given = per_label.gather(1, labels[:, None])[:, 0]
+    log_evidence = torch.logsumexp(-per_label, dim=1)
+    out = {"given_label": float(given.mean()) / 784, "marginal": float((math.log(10) - log_evidence).mean()) / 784,
+           "bayes_accuracy": float((per_label.argmin(1) == labels).double().mean()),
+           "label_nats": float((given + log_evidence).mean())}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.one is not None:
+        out = run_row(args, args.one)
+        path = result_path(args, args.one)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=2) + "\n")
+        return 0
+    todo = [w for w in args.weights if args.fresh or not result_path(args, w).is_file()]
+    running: list[tuple[float, subprocess.Popen]] = []
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            w = todo.pop(0)
+            cmd = [sys.executable, __file__, "--one", str(w), "--init", args.init, "--steps", str(args.steps),
+                   "--lr", str(args.lr), "--classify-batch", str(args.classify_batch), "--test", str(args.test),
+                   "--data-dir", args.data_dir, "--out", args.out, "--threads", str(args.threads),
+                   "--jobs", str(args.jobs)]
+            print(f"fine-tuning w = {w:g} ...", file=sys.stderr, flush=True)
+            running.append((w, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)))
+        time.sleep(1)
+        for w, proc in list(running):
+            if proc.poll() is not None:
+                running.remove((w, proc))
+                if proc.returncode:
+                    print(f"w = {w:g} failed (exit {proc.returncode})", file=sys.stderr)
+                    return 1
+                print(f"w = {w:g} done", file=sys.stderr, flush=True)
+    print(table(args, before(args)))
+    return 0
+
+
+def table(args, start: dict) -> str:
+    rows = [json.loads(result_path(args, w).read_text()) for w in args.weights if result_path(args, w).is_file()]
+    lines = [f"Each row: {args.init} fine-tuned {args.steps} steps of batch 64 (Adam, lr {args.lr:g} constant), "
+             f"{args.classify_batch} images of each batch also scored under every label; first {args.test:,} test "
+             f"digits. Nats per pixel for the likelihoods, nats per digit for -log p(label | x).", "",
+             "| classify_weight | given label | marginalised | Bayes accuracy | -log p(label \\| x) | s/step |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: |",
+             f"| (before fine-tuning) | {start['given_label']:.4f} | {start['marginal']:.4f} | "
+             f"{start['bayes_accuracy']:.2%} | {start['label_nats']:.4f} | |"]
+    for r in rows:
+        lines.append(f"| {r['classify_weight']:g} | {r['given_label']:.4f} | {r['marginal']:.4f} | "
+                     f"{r['bayes_accuracy']:.2%} | {r['label_nats']:.4f} | {r['train_seconds'] / r['steps']:.2f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
