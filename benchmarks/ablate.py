@@ -19,9 +19,7 @@ Prints a markdown table.
 import argparse
 import json
 import math
-import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from jobs import run_in_processes, write_row  # noqa: E402  (benchmarks/jobs.py)
 
 BASE = dict(hidden_channels=32, first_kernel_size=5, kernel_size=5, n_layers=12, n_labels=10, label_dropout=0.2)
 
@@ -120,30 +119,16 @@ def run_row(args, name: str) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.one:
-        out = run_row(args, args.one)
-        path = result_path(args, args.one)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=2) + "\n")
+        write_row(result_path(args, args.one), run_row(args, args.one))
         return 0
     todo = [r for r in args.rows if args.fresh or not result_path(args, r).is_file()]
-    running: list[tuple[str, subprocess.Popen]] = []
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    while todo or running:
-        while todo and len(running) < args.jobs:
-            name = todo.pop(0)
-            cmd = [sys.executable, __file__, "--one", name, "--steps", str(args.steps), "--test", str(args.test),
-                   "--data-dir", args.data_dir, "--out", args.out, "--threads", str(args.threads),
-                   "--jobs", str(args.jobs)]
-            print(f"training {name} ...", file=sys.stderr, flush=True)
-            running.append((name, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)))
-        time.sleep(1)
-        for name, proc in list(running):
-            if proc.poll() is not None:
-                running.remove((name, proc))
-                if proc.returncode:
-                    print(f"{name} failed (exit {proc.returncode})", file=sys.stderr)
-                    return 1
-                print(f"{name} done", file=sys.stderr, flush=True)
+
+    def command(name):
+        return [sys.executable, __file__, "--one", name, "--steps", str(args.steps), "--test", str(args.test),
+                "--data-dir", args.data_dir, "--out", args.out, "--threads", str(args.threads), "--jobs", str(args.jobs)]
+
+    if run_in_processes(todo, command, str, args.threads, args.jobs):
+        return 1
     print(table(args))
     return 0
 

@@ -17,9 +17,7 @@ run (pass --fresh to measure again). Prints a markdown table.
 import argparse
 import json
 import math
-import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from jobs import run_in_processes, write_row  # noqa: E402  (benchmarks/jobs.py)
 
 
 def parse_args(argv=None):
@@ -72,20 +71,29 @@ def run_row(args, w: float) -> dict:
         t0 = time.perf_counter()
         state, tuned = fit(model, train, (images[:1], labels[:1]), tc, Path(tmp) / "ckpt.safetensors")
         seconds = time.perf_counter() - t0
-    tuned.eval()
-    pixels = images[0].numel()
-    with torch.no_grad():
-        per_label = pixelcnn.label_nats(tuned, images).double()  # (N, 10): -log p(x | y)
-    given = per_label.gather(1, labels[:, None])[:, 0]
-    log_evidence = torch.logsumexp(-per_label, dim=1)  # log sum_y p(x | y)
     return {"classify_weight": w, "init": args.init, "init_sha256": weights_sha256(local_folder(args.init)),
             "classify_batch": args.classify_batch, "train_config": asdict(tc), "steps": args.steps,
             "test_digits": args.test, "train_seconds": round(seconds, 1), "threads": args.threads, "jobs": args.jobs,
-            "given_label": float(given.mean()) / pixels,
+            **scores(tuned, images, labels),
+            "train_loss": state.history[-1]["train_loss"], "platform": platform.platform()}
+
+
+def scores(model, images, labels) -> dict:
+    """The table's figures of a labelled model on these test digits."""
+    import torch
+
+    import pixelcnn
+
+    model.eval()
+    pixels = images[0].numel()
+    with torch.no_grad():
+        per_label = pixelcnn.label_nats(model, images).double()  # (N, 10): -log p(x | y)
+    given = per_label.gather(1, labels[:, None])[:, 0]
+    log_evidence = torch.logsumexp(-per_label, dim=1)  # log sum_y p(x | y)
+    return {"given_label": float(given.mean()) / pixels,
             "marginal": float((math.log(10) - log_evidence).mean()) / pixels,
             "bayes_accuracy": float((per_label.argmin(1) == labels).double().mean()),
-            "label_nats": float((given + log_evidence).mean()),  # -log p(true label | x), p(y) = 1/10
-            "train_loss": state.history[-1]["train_loss"], "platform": platform.platform()}
+            "label_nats": float((given + log_evidence).mean())}  # -log p(true label | x), p(y) = 1/10
 
 
 def before(args) -> dict:
@@ -99,48 +107,27 @@ def before(args) -> dict:
     from pixelcnn.data import load_mnist
 
     torch.set_num_threads(args.threads * args.jobs)
-    model = pixelcnn.load_model(args.init).eval()
     images, labels = (t[:args.test] for t in load_mnist(args.data_dir, train=False))
-    with torch.no_grad():
-        per_label = pixelcnn.label_nats(model, images).double()
-    given = per_label.gather(1, labels[:, None])[:, 0]
-    log_evidence = torch.logsumexp(-per_label, dim=1)
-    out = {"given_label": float(given.mean()) / 784, "marginal": float((math.log(10) - log_evidence).mean()) / 784,
-           "bayes_accuracy": float((per_label.argmin(1) == labels).double().mean()),
-           "label_nats": float((given + log_evidence).mean())}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    out = scores(pixelcnn.load_model(args.init), images, labels)
+    write_row(path, out)
     return out
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.one is not None:
-        out = run_row(args, args.one)
-        path = result_path(args, args.one)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=2) + "\n")
+        write_row(result_path(args, args.one), run_row(args, args.one))
         return 0
     todo = [w for w in args.weights if args.fresh or not result_path(args, w).is_file()]
-    running: list[tuple[float, subprocess.Popen]] = []
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    while todo or running:
-        while todo and len(running) < args.jobs:
-            w = todo.pop(0)
-            cmd = [sys.executable, __file__, "--one", str(w), "--init", args.init, "--steps", str(args.steps),
-                   "--lr", str(args.lr), "--classify-batch", str(args.classify_batch), "--test", str(args.test),
-                   "--data-dir", args.data_dir, "--out", args.out, "--threads", str(args.threads),
-                   "--jobs", str(args.jobs)]
-            print(f"fine-tuning w = {w:g} ...", file=sys.stderr, flush=True)
-            running.append((w, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)))
-        time.sleep(1)
-        for w, proc in list(running):
-            if proc.poll() is not None:
-                running.remove((w, proc))
-                if proc.returncode:
-                    print(f"w = {w:g} failed (exit {proc.returncode})", file=sys.stderr)
-                    return 1
-                print(f"w = {w:g} done", file=sys.stderr, flush=True)
+
+    def command(w):
+        return [sys.executable, __file__, "--one", str(w), "--init", args.init, "--steps", str(args.steps),
+                "--lr", str(args.lr), "--classify-batch", str(args.classify_batch), "--test", str(args.test),
+                "--data-dir", args.data_dir, "--out", args.out, "--threads", str(args.threads),
+                "--jobs", str(args.jobs)]
+
+    if run_in_processes(todo, command, lambda w: f"w = {w:g}", args.threads, args.jobs, doing="fine-tuning"):
+        return 1
     print(table(args, before(args)))
     return 0
 

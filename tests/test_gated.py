@@ -301,23 +301,15 @@ def test_bad_hybrid_settings(bad):
 
 def test_after_the_same_short_training_the_hybrid_loss_classifies_better():
     """The same 100 steps on the same batches of bars (test_mixture), with w = 0 and w = 30."""
-    from test_mixture import bars
+    from test_mixture import bars, train_steps
 
     train_x, train_y = bars(4096, seed=0)
     test_x, test_y = bars(500, seed=5)
     label_loss, accuracy = {}, {}
     for w in (0.0, 30.0):
         model = gated(seed=0, hidden_channels=16, first_kernel_size=5, kernel_size=3, n_layers=3,
-                      classify_weight=w, classify_batch=16).train()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-        g = torch.Generator().manual_seed(0)
-        for _ in range(100):
-            idx = torch.randint(len(train_x), (64,), generator=g)
-            loss = model.loss((train_x[idx], train_y[idx]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        nats = label_nats(model.eval(), test_x)  # (500, 10): -log p(x | label)
+                      classify_weight=w, classify_batch=16)
+        nats = label_nats(train_steps(model, train_x, train_y, steps=100), test_x)  # (500, 10): -log p(x | label)
         label_loss[w] = float(F.cross_entropy(-nats, test_y))  # -log p(true label | x), nats per image
         accuracy[w] = float((nats.argmin(1) == test_y).float().mean())  # argmax_y p(x | y)
     assert label_loss[30.0] < 0.6 * label_loss[0.0], label_loss  # measured: 0.76 against 2.12

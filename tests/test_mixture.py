@@ -41,16 +41,21 @@ def trained() -> GatedPixelCNN:
     """A labelled model (label embeddings starting at 0, as every new model's do) trained 200 steps on bars."""
     torch.manual_seed(0)
     m = GatedPixelCNN(GatedPixelCNNConfig(hidden_channels=16, first_kernel_size=5, kernel_size=3, n_layers=3))
-    x, labels = bars(4096, seed=0)
-    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    return train_steps(m, *bars(4096, seed=0), steps=200)
+
+
+def train_steps(model: GatedPixelCNN, x: torch.Tensor, labels: torch.Tensor, steps: int) -> GatedPixelCNN:
+    """Adam at 1e-2 on `steps` batches of 64 drawn with seed 0; the model, in eval mode."""
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
-    for _ in range(200):
+    for _ in range(steps):
         idx = torch.randint(len(x), (64,), generator=g)
-        loss = m.loss((x[idx], labels[idx]))
+        loss = model.loss((x[idx], labels[idx]))
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return m.eval()
+    return model.eval()
 
 
 def chi_square(labels: torch.Tensor, p: torch.Tensor) -> float:
