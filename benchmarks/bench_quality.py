@@ -16,6 +16,10 @@ cached; it must reach 99% on the binarized test digits), then reports for every 
   the mean effective sample size where completion resampled (pixelcnn.complete): the top 14
   rows, the bottom 14 rows, the left 14 columns, the right 14 columns, everything but a
   central 14x14 hole;
+- with --guidance w (labelled models), all of the above but Bayes classification drawn with
+  classifier-free guidance (pixelcnn.sample's guidance), a row for each w; beside the class-conditional
+  share, their spread: the mean share of pixels in which two samples of one digit differ (the test
+  digits' own spread is printed under the table), since guidance buys fidelity with variety;
 - Bayes classification of the test digits (labelled models): argmax_y p(x | y), its accuracy (taken
   from the model's metrics.json where `train.py --evaluate` measured it for the same weights on the
   whole test set: the same ten passes over it).
@@ -134,20 +138,33 @@ def evaluated_bayes(name: str, digits: int) -> float | None:
     return ev.get("bayes_accuracy")
 
 
-def measure(name: str, model, clf, test, args) -> dict:
-    """Every figure of one model."""
-    out = {"model": name, "labels": n_labels(model)}
+def spread(images: torch.Tensor, labels: torch.Tensor) -> float:
+    """The mean share of pixels in which two images of the same label differ, averaged over the labels."""
+    shares = []
+    for y in labels.unique():
+        x = images[labels == y].flatten(1)
+        m = len(x)
+        if m > 1:
+            differ = (x[:, None] != x[None]).float().mean(-1)  # (m, m)
+            shares.append(float(differ.sum() / (m * (m - 1))))
+    return sum(shares) / len(shares)
+
+
+def measure(name: str, model, clf, test, args, guidance: float = 0.0) -> dict:
+    """Every figure of one model (Bayes classification only without guidance)."""
+    out = {"model": name, "labels": n_labels(model), "guidance": guidance}
     t0 = time.perf_counter()
-    samples = pixelcnn.sample(model, args.samples, seed=0)
-    p = predict(clf, samples)
-    out["confident"] = float((p.max(1).values > 0.9).float().mean())
-    out["entropy_bits"] = entropy_bits(p.argmax(1))
-    if n_labels(model):
+    if args.samples:
+        p = predict(clf, pixelcnn.sample(model, args.samples, seed=0, guidance=guidance))
+        out["confident"] = float((p.max(1).values > 0.9).float().mean())
+        out["entropy_bits"] = entropy_bits(p.argmax(1))
+    if n_labels(model) and args.per_label:
         per = args.per_label
         asked = torch.arange(10).repeat_interleave(per)
-        drawn = pixelcnn.sample(model, 10 * per, seed=1, label=asked)
+        drawn = pixelcnn.sample(model, 10 * per, seed=1, label=asked, guidance=guidance)
         read = predict(clf, drawn).argmax(1)
         out["conditional"] = float((read == asked).float().mean())
+        out["conditional_spread"] = spread(drawn, asked)
         out["conditional_by_label"] = [float((read[asked == y] == y).float().mean()) for y in range(10)]
     images, labels = test[0][:args.digits], test[1][:args.digits]
     out["completions"] = {}
@@ -157,14 +174,15 @@ def measure(name: str, model, clf, test, args) -> dict:
         for chunk in images.split(args.chunk):  # the caches of digits x candidates rows stay in memory
             mask = known[None, None].expand(len(chunk), 1, SIDE, SIDE)
             *_, last = pixelcnn.complete_stream(model, len(chunk), chunk, mask, seed=2 + len(done),
-                                                candidates=args.candidates * len(chunk), every=SIDE * SIDE)
+                                                candidates=args.candidates * len(chunk), every=SIDE * SIDE,
+                                                guidance=guidance)
             done.append(last.images)
             ess += [] if last.ess is None else last.ess.tolist()
         read = predict(clf, torch.cat(done)).argmax(1)
         out["completions"][what] = {"true_digit": float((read == labels).float().mean()),
                                     "mean_ess": sum(ess) / len(ess) if ess else None,
                                     "orientation": pixelcnn.ORIENTATIONS[last.orientation]}
-    if n_labels(model) and args.bayes > 0:
+    if n_labels(model) and args.bayes > 0 and not guidance:
         out["bayes_digits"] = min(args.bayes, len(test[0]))
         measured = evaluated_bayes(name, out["bayes_digits"])
         if measured is not None:
@@ -176,13 +194,19 @@ def measure(name: str, model, clf, test, args) -> dict:
     return out
 
 
-def table(results: list[dict], args, accuracy: float) -> str:
-    head = ["| model | unconditional: confident | entropy (bits) | conditional: as asked |"
-            + "".join(f" {w}: true digit (ESS) |" for w in KNOWN) + " Bayes accuracy |",
-            "| --- | ---: | ---: | ---: |" + " ---: |" * len(KNOWN) + " ---: |"]
+def table(results: list[dict], args, accuracy: float, test_spread: float | None = None) -> str:
+    guided = any(r.get("guidance") for r in results)
+    head = ["| model |" + (" guidance | spread |" if guided else "") + " unconditional: confident | entropy (bits) |"
+            " conditional: as asked |" + "".join(f" {w}: true digit (ESS) |" for w in KNOWN) + " Bayes accuracy |",
+            "| --- |" + (" ---: | ---: |" if guided else "") + " ---: | ---: | ---: |" + " ---: |" * len(KNOWN) + " ---: |"]
     for r in results:
-        cells = [r["model"], f"{r['confident']:.0%}", f"{r['entropy_bits']:.2f}",
-                 f"{r['conditional']:.1%}" if "conditional" in r else ""]
+        cells = [r["model"]]
+        if guided:
+            cells += [f"{r.get('guidance', 0):g}",
+                      f"{r['conditional_spread']:.3f}" if "conditional_spread" in r else ""]
+        cells += [f"{r['confident']:.0%}" if "confident" in r else "",
+                  f"{r['entropy_bits']:.2f}" if "entropy_bits" in r else "",
+                  f"{r['conditional']:.1%}" if "conditional" in r else ""]
         for w in KNOWN:
             c = r["completions"].get(w)
             ess = "" if c is None or c["mean_ess"] is None else f" ({c['mean_ess']:.1f})"
@@ -193,6 +217,10 @@ def table(results: list[dict], args, accuracy: float) -> str:
     bayes = f"; Bayes classification (labelled models) of the first {digits:,} test digits" if digits else ""
     if any("bayes_from" in r for r in results):
         bayes += " (where `train.py --evaluate` has measured it for the same weights, its figure)"
+    if guided:
+        bayes += ("; guidance: classifier-free guidance w of every sample and completion; spread: the mean share of "
+                  "pixels in which two class-conditional samples of one digit differ"
+                  + (f" ({test_spread:.3f} for as many test digits of each class)" if test_spread is not None else ""))
     head += ["", f"{args.samples} unconditional samples (confident: the classifier's top class above 0.9; entropy of "
                  f"the classes read, at most 3.32 bits); {args.per_label} class-conditional samples per digit; "
                  + (f"completions of the first {args.digits} test digits, one each, from {args.candidates} candidates "
@@ -223,7 +251,7 @@ def merged_table(paths: list[Path]) -> int:
                   f"({', '.join(differ) or 'another classifier'}): the figures do not go in one table", file=sys.stderr)
             return 1
     print(table([r for run in runs for r in run["results"]], argparse.Namespace(**first["settings"]),
-                first["classifier_accuracy"]))
+                first["classifier_accuracy"], first.get("test_spread")))
     return 0
 
 
@@ -233,8 +261,8 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default="data", help="torchvision MNIST root (default: %(default)s)")
     p.add_argument("--classifier", default="checkpoints/digit-classifier.safetensors", type=Path,
                    help="where the classifier is cached (default: %(default)s)")
-    p.add_argument("--samples", type=int, default=100, help="unconditional samples (default: %(default)s)")
-    p.add_argument("--per-label", type=int, default=20, help="class-conditional samples per digit")
+    p.add_argument("--samples", type=int, default=100, help="unconditional samples (default: %(default)s; 0: none)")
+    p.add_argument("--per-label", type=int, default=20, help="class-conditional samples per digit (0: none)")
     p.add_argument("--digits", type=int, default=200, help="test digits to complete, one completion each (0: none)")
     p.add_argument("--known", nargs="+", choices=list(SHORT), default=list(SHORT),
                    help="which completions: " + "; ".join(f"{k}: {v}" for k, v in SHORT.items()) + " (default: all)")
@@ -242,6 +270,9 @@ def main(argv=None) -> int:
                    help="SIR candidates per completion (default: %(default)s; the app draws 128 for all its "
                         "completions of one digit)")
     p.add_argument("--chunk", type=int, default=8, help="digits completed at once (memory: digits x candidates)")
+    p.add_argument("--guidance", type=float, nargs="+", default=[0.0], metavar="W",
+                   help="classifier-free guidance of the samples and completions of labelled models, a row for each "
+                        "(default: 0, the models themselves)")
     p.add_argument("--bayes", type=int, default=10000, help="test digits to classify by likelihood (0: none)")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 beside a training run")
@@ -256,12 +287,18 @@ def main(argv=None) -> int:
     clf, accuracy = classifier(args.classifier, train, test)
     results = []
     for name in args.models or pixelcnn.list_models():
-        print(f"measuring {name} ...", file=sys.stderr, flush=True)
-        results.append(measure(name, pixelcnn.load_model(name), clf, test, args))
-    print(table(results, args, accuracy))
+        model = pixelcnn.load_model(name)
+        for w in args.guidance if n_labels(model) else [0.0]:
+            print(f"measuring {name}{f' with guidance {w:g}' if w else ''} ...", file=sys.stderr, flush=True)
+            results.append(measure(name, model, clf, test, args, w))
+    test_spread = None
+    if args.per_label > 1 and any(r.get("guidance") for r in results):  # the test digits' own, of the first per_label of each class
+        pick = torch.cat([torch.nonzero(test[1] == y)[:args.per_label, 0] for y in range(10)])
+        test_spread = spread(test[0][pick], test[1][pick])
+    print(table(results, args, accuracy, test_spread))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"classifier_accuracy": accuracy, "settings": vars(args) | {
+        args.json.write_text(json.dumps({"classifier_accuracy": accuracy, "test_spread": test_spread, "settings": vars(args) | {
             "json": str(args.json), "classifier": str(args.classifier)}, "results": results}, indent=2) + "\n")
     return 0
 

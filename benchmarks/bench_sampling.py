@@ -6,6 +6,7 @@
     python benchmarks/bench_sampling.py --random gated_pixelcnn             # a random model of the default config
     python benchmarks/bench_sampling.py --model pixelcnn --random gated_pixelcnn   # side by side
     python benchmarks/bench_sampling.py --big 256            # also 256 digits on one thread and on two
+    python benchmarks/bench_sampling.py --model gated-pixelcnn-5x5 --guidance 0 1   # unguided and guided, side by side
 
 Prints a markdown table: one digit, and 16 digits at once, in milliseconds, with the ratio,
 for each model, and 256 digits drawn by one thread or split over two (--big). It also checks
@@ -35,6 +36,8 @@ def parse_args(argv=None):
     p.add_argument("--random", nargs="+", default=[], choices=list(MODEL_TYPES), metavar="MODEL_TYPE",
                    help=f"randomly initialised models of the default config, by model_type ({', '.join(MODEL_TYPES)})")
     p.add_argument("--label", type=int, help="sample with this label (labelled models only)")
+    p.add_argument("--guidance", type=float, nargs="+", default=[0.0], metavar="W",
+                   help="classifier-free guidance of a labelled model's samples, a row for each (default: 0)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of the cached sampler; the median is shown")
     p.add_argument("--plain-repeats", type=int, default=1, help="timed runs of the plain sampler (slow)")
     p.add_argument("--plain-pixels", type=int, default=784,
@@ -73,6 +76,13 @@ def timed(fn, repeats: int) -> tuple[float, float, torch.Tensor]:
     return statistics.median(wall), statistics.median(cpu), out
 
 
+def runs(models, args):
+    """(model, its row's name, the sampler's settings): a run for each guidance of a labelled model."""
+    for model, name in models:
+        for w in args.guidance if pixelcnn.sampling.n_labels(model) else [0.0]:
+            yield model, name + (f" (guidance {w:g})" if w else ""), dict(seed=0, label=args.label, guidance=w)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
@@ -81,8 +91,7 @@ def main(argv=None) -> int:
     hw = 28 * 28
     given = hw - args.plain_pixels  # the plain sampler is timed on pixels given .. 783
     rows = []
-    for model, name in models:
-        kw = dict(seed=0, label=args.label)
+    for model, name, kw in runs(models, args):
         for n in args.sizes:
             pixelcnn.sample(model, n, **kw)  # warm-up
             cached = timed(lambda: pixelcnn.sample(model, n, **kw), args.repeats)
@@ -111,8 +120,7 @@ def main(argv=None) -> int:
               f"{args.repeats}, interleaved)\n")
         print("| model | one thread (ms) | two threads (ms) | speed-up | same pixels |")
         print("| :--- | ---: | ---: | ---: | :---: |")
-        for model, name in models:
-            kw = dict(seed=0, label=args.label)
+        for model, name, kw in runs(models, args):
             times = {1: [], 2: []}
             out = {}
             for _ in range(args.repeats):

@@ -26,9 +26,16 @@ Carlo, a particle filter [3], also exact as the candidates grow.
 [1] EugenHotaj/pytorch-generative's `sample(conditioned_on=...)` fills the unknown pixels in
     raster order and ignores the known pixels after them; here they count.
 [2] Rubin, "Using the SIR algorithm to simulate posterior distributions", 1988.
+With `guidance` w > 0 (a labelled model), each pixel is drawn from classifier-free guidance [4],
+P(x_i | x_<i, y)^(1 + w) P(x_i | x_<i)^(-w), normalised: for a binary pixel, the logit
+(1 + w) z_y - w z_none, z_none the model's own "no label" logit. It is a model of its own, pixel
+by pixel, so completion weighs the known pixels by it too: guided completions are exact samples
+of it, as unguided ones are of p.
+
 [3] Doucet and Johansen, "A tutorial on particle filtering and smoothing: fifteen years later", 2009;
     systematic resampling from Kitagawa, "Monte Carlo filter and smoother for non-Gaussian
     nonlinear state space models", 1996.
+[4] Ho and Salimans, "Classifier-free diffusion guidance", 2022.
 """
 
 import math
@@ -104,6 +111,19 @@ def _temperature(temperature) -> float:
     if not 0 <= temperature < math.inf:
         raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
     return temperature
+
+
+def _guidance(model, guidance) -> float:
+    try:
+        value = float(guidance)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise ValueError(f"guidance must be a number >= 0, got {guidance!r}")
+    guidance = value
+    if guidance and not n_labels(model):
+        raise ValueError("guidance needs a labelled model (it pushes each pixel towards the label)")
+    return guidance
 
 
 def n_labels(model) -> int:
@@ -223,6 +243,32 @@ class MixtureSteps:
 
     def reorder(self, index: np.ndarray) -> None:
         raise NotImplementedError("MixtureSteps is not resampled: complete draws each candidate's label up front")
+
+
+class GuidedSteps:
+    """The StepCache of classifier-free guidance [4]: every image under its label and under "no label".
+
+    Its logits are (1 + w) z_label - w z_none; both copies see the same pixels.
+    """
+
+    def __init__(self, make_steps, labels: torch.Tensor, n_labels: int, guidance: float):
+        self.n, self.w = len(labels), guidance
+        self.inner = make_steps(2 * self.n, torch.cat([labels, torch.full_like(labels, n_labels)]))  # row n + i: i's "no label"
+
+    def _guided(self, z: np.ndarray) -> np.ndarray:
+        return ((1 + self.w) * z[..., :self.n] - self.w * z[..., self.n:]).astype(np.float32)
+
+    def begin(self, x: torch.Tensor, k: int) -> np.ndarray:
+        return self._guided(self.inner.begin(x.repeat(2, 1, 1, 1), k))  # (k, n)
+
+    def logit(self, p: int) -> np.ndarray:
+        return self._guided(self.inner.logit(p))
+
+    def put(self, p: int, bits: np.ndarray) -> None:
+        self.inner.put(p, np.concatenate([bits, bits]))
+
+    def reorder(self, index: np.ndarray) -> None:
+        self.inner.reorder(np.concatenate([index, index + self.n]))
 
 
 def _draw_from(log_lik: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
@@ -399,17 +445,20 @@ def _shards(n: int, shards: int | None, rows_per_image: int = 1) -> list[slice]:
 
 
 def _make_drawing(model, x, start, thresholds, known, label, orientation, plain, uniforms, shards,
-                  mixture_steps=False):
+                  mixture_steps=False, guidance=0.0):
     """A _Drawing of x (N, 1, H, W) in the model's frame, one StepCache per shard.
 
     For label=None on a labelled model, each image's label is drawn from its posterior given the
-    first `start` pixels; with mixture_steps, by MixtureSteps, which also gives the mixture's
-    probabilities of every pixel (at the cost of every label's pass); else from one pass first.
+    first `start` pixels; with mixture_steps (and no guidance), by MixtureSteps, which also gives
+    the mixture's probabilities of every pixel (at the cost of every label's pass); else from one
+    pass first. With guidance, by GuidedSteps, towards each image's label.
     """
     n, _, h, w = x.shape
     mixture, label = _label(model, label)
+    if guidance and label is None and not mixture:
+        raise ValueError(f"guidance pushes towards a label: give one, or None for any digit, not {DROPPED!r}")
     drawn = None
-    if mixture and not mixture_steps:
+    if mixture and (guidance or not mixture_steps):
         drawn = label = torch.from_numpy(_draw_from(_prefix_log_lik(model, x, start, orientation), uniforms))
         mixture = False
     per_image = label is not None and not mixture and torch.as_tensor(label).dim() == 1
@@ -420,9 +469,13 @@ def _make_drawing(model, x, start, thresholds, known, label, orientation, plain,
         return _step_cache(model, rows, h, w, lab, orientation, plain)
 
     parts = []
-    for cols in _shards(n, shards, n_labels(model) if mixture else 1):
+    for cols in _shards(n, shards, n_labels(model) if mixture else 2 if guidance else 1):
         if mixture:
             steps = MixtureSteps(make, cols.stop - cols.start, n_labels(model), uniforms[cols])
+        elif guidance:
+            lab = torch.as_tensor(label)
+            steps = GuidedSteps(make, lab[cols] if per_image else lab.expand(cols.stop - cols.start), n_labels(model),
+                                guidance)
         else:
             steps = make(cols.stop - cols.start, torch.as_tensor(label)[cols] if per_image else label)
         parts.append((steps, cols))
@@ -473,10 +526,11 @@ def _start(n, prefix, rows, pixels, image_size) -> tuple[torch.Tensor, int]:
 
 
 def _stream(model, n, seed, prefix, rows, pixels, temperature, label, every, image_size, plain, orientation=0,
-            shards=None, mixture_steps=False):
+            shards=None, mixture_steps=False, guidance=0.0):
     n = _whole("n", n, 1)
     every = _whole("every", every, 1)
     temperature = _temperature(temperature)
+    guidance = _guidance(model, guidance)
     orientation = _orientation(model, orientation)
     h, w = image_size
     x, k = _start(n, prefix, rows, pixels, image_size)
@@ -484,7 +538,7 @@ def _stream(model, n, seed, prefix, rows, pixels, temperature, label, every, ima
     x.view(n, -1)[:, k:] = 0  # only the given pixels, in the drawing's order
     thresholds = _thresholds(n, h, w, seed, temperature)
     drawing = _make_drawing(model, x, k, thresholds, None, label, orientation, plain, _label_uniforms(seed, n),
-                            shards, mixture_steps)
+                            shards, mixture_steps, guidance)
     for position in drawing.frames(every):
         yield _frame(drawing, position, (n, h, w), orientation)
 
@@ -492,7 +546,7 @@ def _stream(model, n, seed, prefix, rows, pixels, temperature, label, every, ima
 def sample_stream(model, n: int, seed: int = 0, prefix: torch.Tensor | None = None, rows: int = 0,
                   pixels: int | None = None, temperature: float = 1.0, label=None, every: int = 28,
                   image_size: tuple[int, int] = (28, 28), orientation: int = 0,
-                  shards: int | None = None) -> Iterator[SampleStep]:
+                  shards: int | None = None, guidance: float = 0.0) -> Iterator[SampleStep]:
     """Draw n images, yielding the partial images as they grow.
 
     Args:
@@ -516,18 +570,23 @@ def sample_stream(model, n: int, seed: int = 0, prefix: torch.Tensor | None = No
             The prefix's rows (or pixels) are counted in that order; images stay upright.
         shards: split the batch over this many threads (default: two from SHARD_MIN images on,
             where there are two cores). The images do not depend on it.
+        guidance: w >= 0, for a labelled model: draw each pixel from classifier-free guidance,
+            P(x_i | x_<i, label)^(1 + w) P(x_i | x_<i, no label)^(-w), normalised; 0 (the
+            default) samples the model itself. With label=None each image's label is drawn
+            as without guidance, then guided towards. Costs two passes a pixel.
     Yields:
         SampleStep(images, position, probs, labels): first with the given pixels only, then
         after every `every` drawn pixels, and always at the end (position == H * W), once.
         probs are the model's own (temperature 1), for given and drawn pixels alike: for
         label=None on a labelled model, the mixture's, which costs every label's pass (sample,
-        which shows no probabilities, draws the same images at the cost of one label's).
+        which shows no probabilities, draws the same images at the cost of one label's); with
+        guidance, the guided ones the pixels are drawn from.
         labels: the labels drawn, for label=None.
     Raises:
-        ValueError, at the call, for a bad n, prefix, rows, pixels, temperature, every or label.
+        ValueError, at the call, for a bad n, prefix, rows, pixels, temperature, every, label or guidance.
     """
     stream = _stream(model, n, seed, prefix, rows, pixels, temperature, label, every, image_size, False,
-                     orientation, shards, mixture_steps=True)
+                     orientation, shards, mixture_steps=True, guidance=guidance)
     return _checked(stream)
 
 
@@ -550,7 +609,8 @@ def _last(stream: Iterator[SampleStep]) -> SampleStep:
 
 def sample(model, n: int, seed: int = 0, prefix: torch.Tensor | None = None, rows: int = 0,
            pixels: int | None = None, temperature: float = 1.0, label=None,
-           image_size: tuple[int, int] = (28, 28), orientation: int = 0, shards: int | None = None) -> torch.Tensor:
+           image_size: tuple[int, int] = (28, 28), orientation: int = 0, shards: int | None = None,
+           guidance: float = 0.0) -> torch.Tensor:
     """Draw n images from the model: sample_stream run to the end (see it for the arguments).
 
     Returns:
@@ -558,16 +618,17 @@ def sample(model, n: int, seed: int = 0, prefix: torch.Tensor | None = None, row
     """
     h, w = image_size
     return _last(_stream(model, n, seed, prefix, rows, pixels, temperature, label, h * w, image_size, False,
-                         orientation, shards)).images
+                         orientation, shards, guidance=guidance)).images
 
 
 def sample_plain(model, n: int, seed: int = 0, prefix: torch.Tensor | None = None, rows: int = 0,
                  pixels: int | None = None, temperature: float = 1.0, label=None,
-                 image_size: tuple[int, int] = (28, 28), orientation: int = 0) -> torch.Tensor:
+                 image_size: tuple[int, int] = (28, 28), orientation: int = 0,
+                 guidance: float = 0.0) -> torch.Tensor:
     """sample(), but running the full network once per pixel: the slow reference."""
     h, w = image_size
     return _last(_stream(model, n, seed, prefix, rows, pixels, temperature, label, h * w, image_size, True,
-                         orientation, shards=1)).images
+                         orientation, shards=1, guidance=guidance)).images
 
 
 # ---- completion of any known pixels ----
@@ -599,11 +660,13 @@ def best_orientation(model, known) -> int:
     return int(np.argmax(firsts))
 
 
-def _complete(model, n, image, known, seed, temperature, label, candidates, every, image_size, shards, resample):
+def _complete(model, n, image, known, seed, temperature, label, candidates, every, image_size, shards, resample,
+              guidance=0.0):
     h, w = image_size
     n = _whole("n", n, 1)
     every = _whole("every", every, 1)
     temperature = _temperature(temperature)
+    guidance = _guidance(model, guidance)
     shape = f"(1, 1, {h}, {w}) or ({n}, 1, {h}, {w})"
     image = _binary_images(image, "image", shape)
     if image.shape[0] not in (1, n) or tuple(image.shape[2:]) != (h, w):
@@ -624,7 +687,7 @@ def _complete(model, n, image, known, seed, temperature, label, candidates, ever
     if bool((kn.reshape(groups, -1).sum(1) == k).all()):
         # Every known pixel comes first, k of them in each image: sample p(unknown | known) exactly.
         yield from _stream(model, n, seed, unorient(x, o), 0, k, temperature, label, every, image_size, False, o,
-                           shards)
+                           shards, guidance=guidance)
         return
 
     per = candidates // groups  # candidates per group
@@ -644,7 +707,7 @@ def _complete(model, n, image, known, seed, temperature, label, candidates, ever
         lab = lab[group_of] if groups > 1 else lab[0]
     thresholds = _thresholds(total, h, w, seed, temperature)
     drawing = _make_drawing(model, xc, k, thresholds, kc.reshape(total, -1).T.numpy(), lab, o, False, u[:total],
-                            shards)
+                            shards, guidance=guidance)
     if mixture:  # each candidate's label, copied with it when it is resampled
         drawing.labels = lab.clone()
     if resample:  # blocks: a group's candidates in each half of the batch, whatever the shards (1 or 2)
@@ -677,7 +740,7 @@ def _complete(model, n, image, known, seed, temperature, label, candidates, ever
 
 def complete_stream(model, n: int, image: torch.Tensor, known, seed: int = 0, temperature: float = 1.0, label=None,
                     candidates: int | None = None, every: int = 28, image_size: tuple[int, int] = (28, 28),
-                    shards: int | None = None, resample: bool = True) -> Iterator[SampleStep]:
+                    shards: int | None = None, resample: bool = True, guidance: float = 0.0) -> Iterator[SampleStep]:
     """Complete the unknown pixels of an image n ways, yielding frames as they grow (see complete).
 
     While candidates are drawn, each frame shows the n that the current weights would pick
@@ -686,12 +749,12 @@ def complete_stream(model, n: int, image: torch.Tensor, known, seed: int = 0, te
     order the model draws, from the kept side.
     """
     return _checked(_complete(model, n, image, known, seed, temperature, label, candidates, every, image_size,
-                              shards, resample))
+                              shards, resample, guidance))
 
 
 def complete(model, n: int, image: torch.Tensor, known, seed: int = 0, temperature: float = 1.0, label=None,
              candidates: int | None = None, image_size: tuple[int, int] = (28, 28),
-             shards: int | None = None, resample: bool = True) -> torch.Tensor:
+             shards: int | None = None, resample: bool = True, guidance: float = 0.0) -> torch.Tensor:
     """Keep the known pixels of an image exactly and draw the others, n ways.
 
     When every known pixel comes before every unknown one (in raster order, or in one of the
@@ -718,17 +781,19 @@ def complete(model, n: int, image: torch.Tensor, known, seed: int = 0, temperatu
             with distinct images, candidates // n for each.
         shards: as in sample; the completions are the same for 1 and 2.
         resample: False weighs the candidates only at the end (plain SIR), to compare.
+        guidance: as in sample: the completions are of the guided model, the known pixels
+            weighed by it too; with label=None, towards each candidate's label drawn from its posterior.
     Returns:
         (n, 1, H, W) float images in {0, 1}. complete_stream's last frame also carries each
         group's effective sample size (sum w)^2 / sum w^2 of the final weights (those since the
         last resampling of each block, see SampleStep.ess) and how many times it was resampled.
     Raises:
         ValueError: a mask with no unknown pixel, a mask or image of the wrong shape or type,
-            an image that is not binary, candidates < n.
+            an image that is not binary, candidates < n, a bad guidance.
     """
     h, w = image_size
     return _last(_complete(model, n, image, known, seed, temperature, label, candidates, h * w, image_size,
-                           shards, resample)).images
+                           shards, resample, guidance)).images
 
 
 # ---- probabilities of given images ----

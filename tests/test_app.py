@@ -243,7 +243,7 @@ def test_every_run_can_be_taken_home_as_a_gif(model_dir):
     the digits beside their heatmap, the last held longer."""
     kept = {}
     frames = []
-    for frame in app.generate(4, 3, False, 1.0, model_dir, app.ANY, "fast", kept):
+    for frame in app.generate(4, 3, False, 1.0, model_dir, app.ANY, "fast", kept=kept):
         assert ("run" in kept) == ("Drew" in frame[3])  # left there with the last frame
         frames.append(frame)
     path = app.take_home(kept)
@@ -477,8 +477,8 @@ def test_the_weights_folder_can_be_set_by_the_environment(weights):
 def test_only_a_labelled_model_offers_digits(gated_dir, model_dir):
     assert app.DIGITS == ["any", *"0123456789"]
     assert app.labelled(gated_dir) and not app.labelled(model_dir) and not app.labelled("nobody/no-such-model")
-    g_digit, c_digit, reading = app.model_changed(gated_dir)
-    assert g_digit["visible"] and c_digit["visible"] and reading["visible"]
+    g_digit, c_digit, g_guidance, c_guidance, reading = app.model_changed(gated_dir)
+    assert all(update["visible"] for update in (g_digit, c_digit, g_guidance, c_guidance, reading))
     assert g_digit["value"] == c_digit["value"] == app.ANY  # a digit chosen for another model is not kept
     assert not any(update["visible"] for update in app.model_changed(model_dir))
 
@@ -486,12 +486,13 @@ def test_only_a_labelled_model_offers_digits(gated_dir, model_dir):
 @pytest.mark.parametrize("digit", ["7", 7])
 def test_generate_draws_the_chosen_digit(gated_dir, digit):
     frames = list(app.generate(3, 5, False, 1.0, gated_dir, digit))
-    assert len(frames) == 29 and ", each a 7, seed 5" in frames[-1][3]
+    assert len(frames) == 29 and f", each a 7, seed 5, temperature 1, guidance {app.GUIDANCE:g}." in frames[-1][3]
     model = app.get_model(gated_dir)
-    expected = pixelcnn.sample(model, 3, seed=5, label=7)[:, 0].numpy() * 255
+    expected = pixelcnn.sample(model, 3, seed=5, label=7, guidance=app.GUIDANCE)[:, 0].numpy() * 255
     np.testing.assert_array_equal(untile(frames[-1][0], 3), expected)
     anything = untile(list(app.generate(3, 5, False, 1.0, gated_dir, "any"))[-1][0], 3)
-    np.testing.assert_array_equal(anything, pixelcnn.sample(model, 3, seed=5, label=None)[:, 0].numpy() * 255)
+    np.testing.assert_array_equal(anything, pixelcnn.sample(model, 3, seed=5, label=None, guidance=app.GUIDANCE)
+                                  [:, 0].numpy() * 255)
     assert (anything != expected).any()  # the label changes what is drawn
     assert "a 3, seed" in list(app.generate(1, 5, False, 1.0, gated_dir, "3"))[-1][3]
 
@@ -502,7 +503,8 @@ def test_complete_finishes_as_the_chosen_digit(gated_dir):
     frames = list(app.complete(image, "top", 12, 2, 4, False, 1.0, gated_dir, "2"))
     assert len(frames) == 1 + 28 - 12 and "top 12 rows, each a 2, seed 4" in frames[-1][3]
     prefix = torch.from_numpy(digit)[None, None]
-    expected = pixelcnn.sample(app.get_model(gated_dir), 2, seed=4, prefix=prefix, rows=12, label=2)
+    expected = pixelcnn.sample(app.get_model(gated_dir), 2, seed=4, prefix=prefix, rows=12, label=2,
+                               guidance=app.GUIDANCE)
     np.testing.assert_array_equal(untile(frames[-1][1], 2), expected[:, 0].numpy() * 255)
     assert (untile(frames[-1][1], 2)[:, :12] == digit[:12] * 255).all()
 
@@ -513,6 +515,32 @@ def test_bad_digits_say_why(gated_dir, digit, message):
     for frames in (list(app.generate(1, 0, False, 1.0, gated_dir, digit)),
                    list(app.complete(Image.open(app.EXAMPLES[0]), "top", 14, 1, 0, False, 1.0, gated_dir, digit))):
         assert len(frames) == 1 and frames[0][3].startswith(WARN) and message in frames[0][3]
+
+
+@pytest.mark.parametrize("guidance", [0, 2.5])
+def test_guidance_is_the_samplers(gated_dir, guidance):
+    model = app.get_model(gated_dir)
+    frames = list(app.generate(2, 6, False, 1.0, gated_dir, "4", "fast", guidance))
+    expected = pixelcnn.sample(model, 2, seed=6, label=4, guidance=guidance)[:, 0].numpy() * 255
+    np.testing.assert_array_equal(untile(frames[-1][0], 2), expected)
+    assert ("guidance" in frames[-1][3]) == bool(guidance)
+    image = Image.open(app.EXAMPLES[0])
+    known = torch.from_numpy(page.kept_pixels("bottom", 10))
+    done = list(app.complete(image, "bottom", 10, 2, 3, False, 1.0, gated_dir, "any", "fast", 32, guidance=guidance))
+    direct = pixelcnn.complete(model, 2, torch.from_numpy(pixelcnn.from_drawing(image))[None, None], known, seed=3,
+                               candidates=32, guidance=guidance)
+    np.testing.assert_array_equal(untile(done[-1][1], 2), direct[:, 0].numpy() * 255)
+
+
+def test_an_unlabelled_model_ignores_guidance_and_bad_guidance_says_why(model_dir, gated_dir):
+    status = list(app.generate(1, 0, False, 1.0, model_dir, "any", "fast", 2.0))[-1][3]
+    assert "Drew" in status and "guidance" not in status
+    for bad in (-1, 4.5, "lots", float("nan")):
+        for frames in (list(app.generate(1, 0, False, 1.0, gated_dir, "3", "fast", bad)),
+                       list(app.complete(Image.open(app.EXAMPLES[0]), "top", 14, 1, 0, False, 1.0, gated_dir, "3",
+                                         guidance=bad))):
+            assert len(frames) == 1 and frames[0][3].startswith(WARN) and "guidance must be a number from 0 to 4" \
+                in frames[0][3], frames[0][3]
 
 
 def test_a_digit_for_an_unlabelled_model_says_so(model_dir):

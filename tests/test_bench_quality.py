@@ -101,3 +101,32 @@ def test_known_measures_only_the_completions_asked_for():
     assert list(out["completions"]) == ["bottom 14 rows", "top 14 rows"]
     assert out["completions"]["top 14 rows"]["mean_ess"] is None  # a prefix: exact, nothing resampled
     assert out["completions"]["bottom 14 rows"]["mean_ess"] is not None  # the recipe completes it by SIR
+
+
+def test_spread_is_the_mean_share_of_pixels_two_images_of_a_label_differ_in():
+    torch = pytest.importorskip("torch")
+    a, b = torch.zeros(1, 1, 2, 2), torch.tensor([[[[1.0, 0], [0, 0]]]])
+    images = torch.cat([a, b, a, a])  # label 0: a and b differ in 1 of 4 pixels; label 1: two copies of a
+    assert bench_quality.spread(images, torch.tensor([0, 0, 1, 1])) == pytest.approx((0.25 + 0.0) / 2)
+
+
+def test_guidance_adds_a_row_for_each_w_with_its_spread():
+    torch = pytest.importorskip("torch")
+    import argparse
+
+    import pixelcnn
+    torch.manual_seed(0)
+    model = pixelcnn.GatedPixelCNN(pixelcnn.GatedPixelCNNConfig(hidden_channels=4, n_layers=2, n_labels=10))
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.label.weight.normal_()  # labels that matter, so that guidance changes what is drawn
+    args = argparse.Namespace(samples=4, per_label=3, digits=0, candidates=8, chunk=8, bayes=10, known=["top"])
+    test = ((torch.rand(10, 1, 28, 28) < 0.3).float(), torch.arange(10))
+    rows = [bench_quality.measure("tiny", model, bench_quality.Classifier(), test, args, w) for w in (0.0, 2.0)]
+    assert [r["guidance"] for r in rows] == [0.0, 2.0]
+    assert "bayes_accuracy" in rows[0] and "bayes_accuracy" not in rows[1]  # the model's own, measured once
+    assert rows[0]["conditional_spread"] != rows[1]["conditional_spread"]
+    text = bench_quality.table(rows, args, 0.99, test_spread=0.125)
+    assert "| guidance | spread |" in text and "(0.125 for as many test digits" in text
+    assert [line.split(" | ")[1] for line in text.splitlines() if line.startswith("| tiny")] == ["0", "2"]
+    assert "| guidance |" not in bench_quality.table(rows[:1], args, 0.99)  # unguided alone: the table as before
