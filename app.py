@@ -46,7 +46,8 @@ CANVAS = 400  # the sketchpad, in pixels
 BRUSH = 20  # brush radius: strokes about a tenth of a digit's height, as in MNIST
 CANDIDATES = 128  # completions drawn to resample from, where the kept pixels do not all come first
 MAX_CANDIDATES = 512
-GUIDANCE = 1.0  # a labelled model's classifier-free guidance: its digits asked for are read as asked 99.5%, not 94.4% (README)
+# A labelled model's classifier-free guidance: the flagship's digits asked for are read as asked 99.5%, not 94.4% (README)
+GUIDANCE = 1.0
 MAX_GUIDANCE = 4.0
 SURPRISE_MAX = 4.6  # nats where the surprise colours saturate (p = 0.01)
 ANY = "any"  # the digit choice of a labelled model that asks for no digit in particular
