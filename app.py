@@ -46,8 +46,10 @@ CANVAS = 400  # the sketchpad, in pixels
 BRUSH = 20  # brush radius: strokes about a tenth of a digit's height, as in MNIST
 CANDIDATES = 128  # completions drawn to resample from, where the kept pixels do not all come first
 MAX_CANDIDATES = 512
-# A labelled model's classifier-free guidance: the flagship's digits asked for are read as asked 99.5%, not 94.4% (README)
+# A labelled model's classifier-free guidance: the flagship's digits asked for are read as asked 99.5%, not 94.4% (README).
+# Completions: none by default, since it made them no more often the true digit and takes twice the time (README).
 GUIDANCE = 1.0
+COMPLETE_GUIDANCE = 0.0
 MAX_GUIDANCE = 4.0
 SURPRISE_MAX = 4.6  # nats where the surprise colours saturate (p = 0.01)
 ANY = "any"  # the digit choice of a labelled model that asks for no digit in particular
@@ -162,10 +164,10 @@ def as_digit(label: int | None, n: int) -> str:
     return "" if label is None else f", {'each ' * (n > 1)}a {label}"
 
 
-def pick_guidance(guidance, model: torch.nn.Module) -> float:
-    """The guidance to sample with: the one asked for on a labelled model, 0 on an unlabelled one (no label to guide to)."""
+def pick_guidance(guidance, model: torch.nn.Module, default: float = GUIDANCE) -> float:
+    """The guidance to sample with: the one asked for (default if none) on a labelled model, 0 on an unlabelled one."""
     if guidance is None:
-        guidance = GUIDANCE
+        guidance = default
     try:
         guidance = float(guidance)
     except (TypeError, ValueError):
@@ -232,7 +234,7 @@ def preview(drawing, keep: str, lines: int) -> tuple[np.ndarray | None, str]:
 
 def complete(drawing, keep: str, lines: int, n: int, seed: float, random_seed: bool, temperature: float,
              model_name: str, digit: str = ANY, pace: str = "normal", candidates: int = CANDIDATES, mark=None,
-             guidance: float = GUIDANCE, kept: dict | None = None) -> Iterator[tuple]:
+             guidance: float = COMPLETE_GUIDANCE, kept: dict | None = None) -> Iterator[tuple]:
     """Finish a digit from any side, or redraw a marked part of it: the PixelCNN draws the rest, n ways.
 
     Args:
@@ -253,8 +255,8 @@ def complete(drawing, keep: str, lines: int, n: int, seed: float, random_seed: b
             completions (16 to 512) and resamples n of them by how well they fit; more fit better, and take longer.
         mark: for keep="marked", optionally a mask of the part to redraw instead of the marker: white where to
             redraw on black, the size of the drawing or 28x28 (the model's frame).
-        guidance: for a labelled model, 0 to 4: 0 completes with the model as it is; more pushes each pixel
-            towards the digit (classifier-free guidance; with "any", towards the digit drawn from what the
+        guidance: for a labelled model, 0 to 4: 0 (the default) completes with the model as it is; more pushes
+            each pixel towards the digit (classifier-free guidance; with "any", towards the digit drawn from what the
             drawing shows). Ignored by an unlabelled model.
         kept: the page's gr.State: the finished run is left in it for take_home (not an input of the API).
     Returns:
@@ -276,7 +278,7 @@ def complete(drawing, keep: str, lines: int, n: int, seed: float, random_seed: b
         fps = frames_per_second(pace)
         model = get_model(model_name)
         label = pick_label(digit, model, model_name)
-        guidance = pick_guidance(guidance, model)
+        guidance = pick_guidance(guidance, model, COMPLETE_GUIDANCE)
         steps = pixelcnn.complete_stream(model, n, torch.from_numpy(image)[None, None], torch.from_numpy(known),
                                          seed=used, temperature=temperature, label=label, candidates=candidates,
                                          guidance=guidance)
@@ -426,9 +428,9 @@ def digit_choice(info: str, visible: bool) -> gr.Dropdown:
     return gr.Dropdown(DIGITS, value=ANY, label="Digit", info=info, visible=visible)
 
 
-def guidance_slider(visible: bool) -> gr.Slider:
+def guidance_slider(value: float, visible: bool) -> gr.Slider:
     """A labelled model's classifier-free guidance; hidden for an unlabelled one."""
-    return gr.Slider(0, MAX_GUIDANCE, GUIDANCE, step=0.25, label="Guidance", visible=visible,
+    return gr.Slider(0, MAX_GUIDANCE, value, step=0.25, label="Guidance", visible=visible,
                      info="towards the digit: 0 is the model as it is; more, clearer digits and less varied ones")
 
 
@@ -450,7 +452,7 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
                 with gr.Column(scale=1, min_width=240):
                     n = gr.Slider(1, MAX_DIGITS, 16, step=1, label="Digits")
                     g_digit = digit_choice("the model is labelled: draw this digit, or any", labels)
-                    g_guidance = guidance_slider(labels)
+                    g_guidance = guidance_slider(GUIDANCE, labels)
                     seed, random_seed, temperature, pace = sampling_options(random_default=True)
                     with gr.Row():
                         go = gr.Button("Generate", variant="primary")
@@ -478,7 +480,7 @@ def build_demo(model: str = MODEL) -> gr.Blocks:
                     lines = gr.Slider(1, SIDE - 1, 14, step=1, label="Rows to keep")
                     count = gr.Slider(1, MAX_DIGITS, 8, step=1, label="Completions")
                     c_digit = digit_choice("the model is labelled: finish the drawing as this digit", labels)
-                    c_guidance = guidance_slider(labels)
+                    c_guidance = guidance_slider(COMPLETE_GUIDANCE, labels)
                     with gr.Accordion("Sampling", open=False):
                         c_seed, c_random, c_temperature, c_pace = sampling_options(random_default=False)
                         candidates = gr.Slider(MAX_DIGITS, MAX_CANDIDATES, CANDIDATES, step=16, label="Candidates",

@@ -504,7 +504,7 @@ def test_complete_finishes_as_the_chosen_digit(gated_dir):
     assert len(frames) == 1 + 28 - 12 and "top 12 rows, each a 2, seed 4" in frames[-1][3]
     prefix = torch.from_numpy(digit)[None, None]
     expected = pixelcnn.sample(app.get_model(gated_dir), 2, seed=4, prefix=prefix, rows=12, label=2,
-                               guidance=app.GUIDANCE)
+                               guidance=app.COMPLETE_GUIDANCE)
     np.testing.assert_array_equal(untile(frames[-1][1], 2), expected[:, 0].numpy() * 255)
     assert (untile(frames[-1][1], 2)[:, :12] == digit[:12] * 255).all()
 
