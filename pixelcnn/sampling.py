@@ -103,24 +103,23 @@ def _binary_images(images, name: str, shape: str) -> torch.Tensor:
     return x.float()
 
 
-def _temperature(temperature) -> float:
+def _non_negative(name: str, value) -> float:
+    """value as a finite float >= 0, or a ValueError that says what was expected."""
     try:
-        temperature = float(temperature)
+        number = float(value)
     except (TypeError, ValueError):
-        temperature = math.nan
-    if not 0 <= temperature < math.inf:
-        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
-    return temperature
+        number = math.nan
+    if not 0 <= number < math.inf:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    return number
+
+
+def _temperature(temperature) -> float:
+    return _non_negative("temperature", temperature)
 
 
 def _guidance(model, guidance) -> float:
-    try:
-        value = float(guidance)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not 0 <= value < math.inf:
-        raise ValueError(f"guidance must be a number >= 0, got {guidance!r}")
-    guidance = value
+    guidance = _non_negative("guidance", guidance)
     if guidance and not n_labels(model):
         raise ValueError("guidance needs a labelled model (it pushes each pixel towards the label)")
     return guidance
