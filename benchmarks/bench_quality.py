@@ -34,14 +34,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import pixelcnn  # noqa: E402
 from pixelcnn.data import load_mnist  # noqa: E402
+from pixelcnn.plotting import beside, grid  # noqa: E402
 from pixelcnn.sampling import n_labels  # noqa: E402
 
 SIDE = 28
@@ -165,6 +168,8 @@ def measure(name: str, model, clf, test, args, guidance: float = 0.0) -> dict:
         read = predict(clf, drawn).argmax(1)
         out["conditional"] = float((read == asked).float().mean())
         out["conditional_spread"] = spread(drawn, asked)
+        rows = min(per, 8)  # for --picture: the first 8 of each digit, a digit a column
+        out["_picture"] = drawn.reshape(10, per, 1, SIDE, SIDE)[:, :rows].transpose(0, 1).reshape(-1, 1, SIDE, SIDE)
         out["conditional_by_label"] = [float((read[asked == y] == y).float().mean()) for y in range(10)]
     images, labels = test[0][:args.digits], test[1][:args.digits]
     out["completions"] = {}
@@ -273,6 +278,8 @@ def main(argv=None) -> int:
     p.add_argument("--guidance", type=float, nargs="+", default=[0.0], metavar="W",
                    help="classifier-free guidance of the samples and completions of labelled models, a row for each "
                         "(default: 0, the models themselves)")
+    p.add_argument("--picture", type=Path,
+                   help="also save the first 8 class-conditional samples of each digit, of each row, side by side (PNG)")
     p.add_argument("--bayes", type=int, default=10000, help="test digits to classify by likelihood (0: none)")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 beside a training run")
@@ -296,6 +303,13 @@ def main(argv=None) -> int:
         pick = torch.cat([torch.nonzero(test[1] == y)[:args.per_label, 0] for y in range(10)])
         test_spread = spread(test[0][pick], test[1][pick])
     print(table(results, args, accuracy, test_spread))
+    pictures = [r.pop("_picture") for r in results if "_picture" in r]  # not for the JSON
+    if args.picture and pictures:
+        args.picture.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(beside(*(np.repeat(grid(p, nrow=10, scale=2)[..., None], 3, axis=2) for p in pictures),
+                               gap=16)).save(args.picture)
+        print(f"wrote {args.picture}: {len(pictures)} panels of each digit asked for, in the table's order",
+              file=sys.stderr)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"classifier_accuracy": accuracy, "test_spread": test_spread, "settings": vars(args) | {
