@@ -169,12 +169,12 @@ def pick_guidance(guidance, model: torch.nn.Module, default: float = GUIDANCE) -
     if guidance is None:
         guidance = default
     try:
-        guidance = float(guidance)
+        value = float(guidance)
     except (TypeError, ValueError):
-        raise InputError(f"The guidance must be a number from 0 to {MAX_GUIDANCE:g}, got {guidance!r}.") from None
-    if not 0 <= guidance <= MAX_GUIDANCE:
+        value = math.nan
+    if not 0 <= value <= MAX_GUIDANCE:
         raise InputError(f"The guidance must be a number from 0 to {MAX_GUIDANCE:g}, got {guidance!r}.")
-    return guidance if n_labels(model) else 0.0
+    return value if n_labels(model) else 0.0
 
 
 def as_guidance(guidance: float) -> str:
@@ -214,7 +214,8 @@ def generate(n: int, seed: float, random_seed: bool, temperature: float, model_n
     except ValueError as e:  # InputError, ModelLoadError, the sampler's checks
         yield None, None, gr.skip(), f"⚠️ {e}"  # gr.skip(): the seed box keeps what was typed
         return
-    done = f" {n} digit{'s' * (n > 1)}{as_digit(label, n)}, seed {used}, temperature {temperature:g}{as_guidance(guidance)}."
+    done = (f" {n} digit{'s' * (n > 1)}{as_digit(label, n)}, seed {used}, temperature {temperature:g}"
+            f"{as_guidance(guidance)}.")
     for digits, heat, status, finished in page.frames(paced(steps, fps), None, None, f"digits-seed{used}", fps,
                                                       heat=True):
         if finished:

@@ -299,7 +299,7 @@ def main(argv=None) -> int:
             print(f"measuring {name}{f' with guidance {w:g}' if w else ''} ...", file=sys.stderr, flush=True)
             results.append(measure(name, model, clf, test, args, w))
     test_spread = None
-    if args.per_label > 1 and any(r.get("guidance") for r in results):  # the test digits' own, of the first per_label of each class
+    if args.per_label > 1 and any(r.get("guidance") for r in results):  # the test digits' own: per_label of each
         pick = torch.cat([torch.nonzero(test[1] == y)[:args.per_label, 0] for y in range(10)])
         test_spread = spread(test[0][pick], test[1][pick])
     print(table(results, args, accuracy, test_spread))

@@ -23,15 +23,15 @@ also resampled as they are drawn, after each row where their weights have grown 
 pixels remain to be drawn, the likely ones copied and the unlikely dropped: sequential Monte
 Carlo, a particle filter [3], also exact as the candidates grow.
 
-[1] EugenHotaj/pytorch-generative's `sample(conditioned_on=...)` fills the unknown pixels in
-    raster order and ignores the known pixels after them; here they count.
-[2] Rubin, "Using the SIR algorithm to simulate posterior distributions", 1988.
 With `guidance` w > 0 (a labelled model), each pixel is drawn from classifier-free guidance [4],
 P(x_i | x_<i, y)^(1 + w) P(x_i | x_<i)^(-w), normalised: for a binary pixel, the logit
 (1 + w) z_y - w z_none, z_none the model's own "no label" logit. It is a model of its own, pixel
 by pixel, so completion weighs the known pixels by it too: guided completions are exact samples
 of it, as unguided ones are of p.
 
+[1] EugenHotaj/pytorch-generative's `sample(conditioned_on=...)` fills the unknown pixels in
+    raster order and ignores the known pixels after them; here they count.
+[2] Rubin, "Using the SIR algorithm to simulate posterior distributions", 1988.
 [3] Doucet and Johansen, "A tutorial on particle filtering and smoothing: fifteen years later", 2009;
     systematic resampling from Kitagawa, "Monte Carlo filter and smoother for non-Gaussian
     nonlinear state space models", 1996.
@@ -252,7 +252,8 @@ class GuidedSteps:
 
     def __init__(self, make_steps, labels: torch.Tensor, n_labels: int, guidance: float):
         self.n, self.w = len(labels), guidance
-        self.inner = make_steps(2 * self.n, torch.cat([labels, torch.full_like(labels, n_labels)]))  # row n + i: i's "no label"
+        none = torch.full_like(labels, n_labels)  # the embedding row of "no label"
+        self.inner = make_steps(2 * self.n, torch.cat([labels, none]))  # row i: image i under its label; n + i: none
 
     def _guided(self, z: np.ndarray) -> np.ndarray:
         return ((1 + self.w) * z[..., :self.n] - self.w * z[..., self.n:]).astype(np.float32)
