@@ -98,6 +98,23 @@ def _take_rows(a: np.ndarray, index: np.ndarray) -> None:
     a[moved] = a[index[moved]]  # the right side is a copy: no row is overwritten before it is read
 
 
+def _distinct(x: torch.Tensor, *per_row) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct rows of a batch: (once, copy_of), so that x[once] holds each once and row r is x[once][copy_of[r]].
+
+    Completion's candidates share their given pixels, most of them their label too: begin's
+    forward pass over the given rows is made once for each distinct one, not once a candidate.
+
+    Args:
+        x: (n, ...) the given pixels of each row.
+        per_row: labels or orientations; those that are (n,) tensors tell rows apart too.
+    """
+    keys = [x.reshape(len(x), -1).float()]
+    keys += [t.reshape(-1, 1).float().cpu() for t in per_row if torch.is_tensor(t) and t.dim() == 1]
+    _, copy_of = torch.unique(torch.cat(keys, 1), dim=0, return_inverse=True)
+    once = torch.full((int(copy_of.max()) + 1,), len(x)).scatter_reduce(0, copy_of, torch.arange(len(x)), "amin")
+    return once, copy_of
+
+
 def _take_label(label, index: np.ndarray):
     """A per-row label (or orientation) tensor reordered, as a new tensor (it may be a view of the caller's);
     anything else as it is."""
@@ -197,12 +214,13 @@ class PixelCNNCache:
         # a causal network's outputs at rows <= i do not depend on the rows below.
         c, rows = self.c, (k - 1) // self.width + 1
         weight = self.model.head.weight
-        h = x[:, :, :rows].to(weight.device, weight.dtype)
-        inputs[0][:, c:c + rows, c:c + self.width] = h.permute(0, 2, 3, 1).cpu().numpy()
+        once, copy_of = _distinct(x[:, :, :rows])
+        h = x[once, :, :rows].to(weight.device, weight.dtype)  # each distinct prefix once
+        inputs[0][:, c:c + rows, c:c + self.width] = h.permute(0, 2, 3, 1).cpu().numpy()[copy_of]
         for conv, a in zip(self.model.layers, inputs[1:]):
-            h = F.relu(conv(h))  # (n, C, rows, W)
-            a[:, c:c + rows, c:c + self.width] = h.permute(0, 2, 3, 1).cpu().numpy()
-        logits = self.model.head(h).flatten(1)[:, :k]  # (n, k)
+            h = F.relu(conv(h))  # (distinct, C, rows, W)
+            a[:, c:c + rows, c:c + self.width] = h.permute(0, 2, 3, 1).cpu().numpy()[copy_of]
+        logits = self.model.head(h).flatten(1)[copy_of, :k]  # (n, k)
         return logits.T.float().cpu().numpy()
 
     def _start_row(self, i: int) -> None:
@@ -301,7 +319,7 @@ class GatedPixelCNNCache:
         device = model.head[-1].weight.device
         conditions = model.conditions(label, orientation, n, device)  # raises on a label the model cannot take
         self.model, self.label, self.orientation, self.n, self.width = model, label, orientation, n, width
-        self.mm = _products(n)
+        self.height, self.mm = height, _products(n)
 
         def numpy(t: torch.Tensor) -> np.ndarray:
             return t.detach().float().cpu().numpy()
@@ -381,6 +399,9 @@ class GatedPixelCNNCache:
         # The given pixels' logits from one forward pass over the rows that hold them ...
         rows, w = (k - 1) // self.width + 1, self.width
         weight = self.model.head[-1].weight
+        once, copy_of = _distinct(x[:, :, :rows], self.label, self.orientation)
+        if len(once) < self.n:  # rows alike (completion's candidates): begin once for each, then copy
+            return self._begin_copies(x, k, once, copy_of)
         logits = self.model(x[:, :, :rows].to(weight.device, weight.dtype), self.label,
                             self.orientation).flatten(1)[:, :k]
         # ... and the cache from the same steps as sampling: the vertical stack of the given rows
@@ -394,6 +415,19 @@ class GatedPixelCNNCache:
             self.logit(p)
             self.put(p, first.v[:, c + p // w, c + p % w, 0])
         return logits.T.float().cpu().numpy()  # (k, n)
+
+    def _begin_copies(self, x: torch.Tensor, k: int, once: torch.Tensor, copy_of: torch.Tensor) -> np.ndarray:
+        """begin(x, k) for rows of which x[once] are the distinct ones (_distinct): computed on those, then copied."""
+        one = GatedPixelCNNCache(self.model, len(once), self.height, self.width, _take_label(self.label, once),
+                                 _take_label(self.orientation, once))
+        logits = one.begin(x[once], k)  # (k, distinct)
+        index = copy_of.numpy()
+        for mine, its in zip(self.layers, one.layers):
+            for name in _GATED_ROWS:
+                getattr(mine, name)[:] = getattr(its, name)[index]
+        self.top[:], self.u[:] = one.top[index], one.u[index]
+        self.row, self.done = one.row, one.done
+        return logits[:, index]
 
     def _vertical_row(self, i: int) -> None:
         """Every layer's vertical stack at row i: pre-activations, and the gated output into the next layer."""

@@ -214,6 +214,29 @@ def test_completion_from_a_prefix_that_ends_inside_a_row(case):
         assert_frame_is_the_models(model, last, label, k)
 
 
+@pytest.mark.parametrize("case", [("recipe", (4, 3, 2)), ("gated", (3, 5, 3, 3, 10)), ("gated", (4, 3, 3, 2, 0))],
+                         ids=model_id)
+@pytest.mark.parametrize("k", [2 * SIZE[1], 2 * SIZE[1] + 4])
+def test_rows_that_share_their_given_pixels_begin_once_and_stay_exact(case, k):
+    """Completion's candidates share their given pixels: begin's pass runs once for each distinct
+    row (and label), and every row then steps on exactly as if begun alone, whatever its copies."""
+    model = make(case, seed=5)
+    labelled = getattr(model.config, "n_labels", 0) > 0
+    distinct = sample(model, 3, seed=2, image_size=SIZE)  # three different images
+    order = torch.tensor([0, 1, 0, 2, 1, 0, 0])
+    images = sample(model, 7, seed=3, prefix=distinct[order], pixels=k, image_size=SIZE)  # alike up to k, then not
+    label = torch.tensor([4, 4, 4, 1, 4, 1, 4]) if labelled else None  # image 0 under two labels: 4 keys
+    passes = []
+    hook = model.layers[0].register_forward_hook(lambda module, args, out: passes.append(args[0].shape[0]))
+    try:
+        z = cache_logits(model, images, k, label)
+    finally:
+        hook.remove()
+    assert passes == [4 if labelled else 3]
+    with torch.no_grad():
+        torch.testing.assert_close(z, model(images, label), **LOGITS)
+
+
 def test_one_prefix_per_image_and_rows_equal_pixels():
     model = random_model(seed=4)
     prefix = sample(model, 3, seed=1, image_size=SIZE)
