@@ -82,29 +82,41 @@ def predict(clf: Classifier, images: torch.Tensor) -> torch.Tensor:
     return torch.cat([F.softmax(clf(b), dim=1) for b in images.split(500)])
 
 
+def fit_classifier(train, test, epochs: int = 3, keep: torch.Tensor | None = None) -> Classifier:
+    """A Classifier trained on train = (images, labels), each batch shifted by up to 2 pixels.
+
+    keep: (28, 28) bool, or None for every pixel: the classifier then sees only these pixels of
+    each (shifted) digit, the others 0, as it sees test digits through keep too.
+    """
+    clf = Classifier()  # initialised from torch's global generator, as the cached digit classifier was
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
+    x, y = train
+    for epoch in range(epochs):
+        clf.train()
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
+        for start in range(0, len(x), 128):
+            b = perm[start:start + 128]
+            shifted = torch.roll(x[b], shifts=tuple(torch.randint(-2, 3, (2,)).tolist()), dims=(2, 3))
+            loss = F.cross_entropy(clf(shifted if keep is None else shifted * keep), y[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        seen = test[0] if keep is None else test[0] * keep
+        print(f"classifier epoch {epoch + 1}: test accuracy "
+              f"{(predict(clf, seen).argmax(1) == test[1]).float().mean():.4f}", file=sys.stderr)
+    return clf
+
+
 def classifier(path: Path, train, test, epochs: int = 3) -> tuple[Classifier, float]:
     """The cached classifier at path, or one trained now (and cached); with its test accuracy."""
     from safetensors.torch import load_file, save_file
 
-    clf = Classifier()
     if path.is_file():
+        clf = Classifier()
         clf.load_state_dict(load_file(path), strict=True)
     else:
-        torch.manual_seed(0)
-        opt = torch.optim.Adam(clf.parameters(), lr=1e-3)
-        x, y = train
-        for epoch in range(epochs):
-            clf.train()
-            perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
-            for start in range(0, len(x), 128):
-                b = perm[start:start + 128]
-                shifted = torch.roll(x[b], shifts=tuple(torch.randint(-2, 3, (2,)).tolist()), dims=(2, 3))
-                loss = F.cross_entropy(clf(shifted), y[b])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            print(f"classifier epoch {epoch + 1}: test accuracy "
-                  f"{(predict(clf, test[0]).argmax(1) == test[1]).float().mean():.4f}", file=sys.stderr)
+        clf = fit_classifier(train, test, epochs)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in clf.state_dict().items()}, str(path))
     accuracy = float((predict(clf, test[0]).argmax(1) == test[1]).float().mean())

@@ -1,0 +1,118 @@
+"""How often can a completion be the true digit at all? The ceiling of bench_quality's completion rows.
+
+    python benchmarks/completion_ceiling.py                        # every region, 3 epochs each
+    python benchmarks/completion_ceiling.py --known hole bottom --json results/quality/ceiling.json
+
+bench_quality.py completes test digits from part of their pixels and counts the completions its
+digit classifier reads as the true digit. Even an exact sampler of the true p(unknown | known)
+misses where the kept part leaves the digit in doubt: its completion is digit y with probability
+p(y | known), so it is the true digit with probability p(true digit | known). This script
+estimates that posterior with a classifier of the kept pixels alone: bench_quality's CNN,
+trained on the training digits with the other pixels blanked, its probabilities calibrated by
+one temperature fitted on 5,000 training digits held out from its training. For each region:
+
+- read: its argmax's share of the test digits: how often the kept part decides the digit;
+- ceiling: the mean over the test digits of q(true digit | kept): the share of an exact
+  sampler's completions that would be the true digit, if q were the true posterior (and before
+  the digit classifier's own misreadings, 1% of real test digits).
+
+q is one classifier's estimate: a better one could be surer, and the ceiling higher. It is a
+yardstick for the completion figures, not a bound.
+"""
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_quality import KNOWN, SHORT, fit_classifier  # noqa: E402
+from pixelcnn.data import load_mnist  # noqa: E402
+
+HELD_OUT = 5000  # training digits kept apart, to fit the temperature on
+
+
+def calibrated(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The temperature T that minimises the cross-entropy of softmax(logits / T), from a grid of 0.5 .. 4."""
+    grid = torch.arange(0.5, 4.0001, 0.01)
+    nll = torch.stack([F.cross_entropy(logits / t, labels) for t in grid])
+    return float(grid[nll.argmin()])
+
+
+@torch.no_grad()
+def logits_of(clf, images: torch.Tensor) -> torch.Tensor:
+    clf.eval()
+    return torch.cat([clf(b) for b in images.split(500)])
+
+
+def ceiling(region: str, train, test, epochs: int, held_out: int = HELD_OUT) -> dict:
+    """The kept-pixel classifier of one region, and what it reads of the test digits.
+
+    Args:
+        region: a key of bench_quality.KNOWN.
+        train, test: (images (N, 1, 28, 28) in {0, 1}, labels (N,)); the first held_out training
+            digits fit the temperature, the others the classifier.
+    """
+    keep = KNOWN[region].float()
+    x, y = train
+    fit, held = (x[held_out:], y[held_out:]), (x[:held_out], y[:held_out])
+    torch.manual_seed(0)  # the classifier's initial weights
+    t0 = time.perf_counter()
+    clf = fit_classifier(fit, test, epochs, keep=keep.bool())
+    t = calibrated(logits_of(clf, held[0] * keep), held[1])
+    q = F.softmax(logits_of(clf, test[0] * keep) / t, dim=1)  # (N, 10)
+    true = q[torch.arange(len(q)), test[1]]
+    return {"region": region, "read": float((q.argmax(1) == test[1]).float().mean()),
+            "ceiling": float(true.mean()), "ceiling_first_1000": float(true[:1000].mean()),
+            "ceiling_first_200": float(true[:200].mean()), "temperature": t,
+            "test_nll": float(-true.clamp_min(1e-12).log().mean()), "seconds": round(time.perf_counter() - t0)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--known", nargs="+", choices=list(SHORT), default=list(SHORT),
+                   help="which regions: " + "; ".join(f"{k}: {v}" for k, v in SHORT.items()) + " (default: all)")
+    p.add_argument("--data-dir", default="data", help="torchvision MNIST root (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=3, help="of each classifier (default: %(default)s, as the digit "
+                                                         "classifier's)")
+    p.add_argument("--limit", type=int, default=0, help="only the first N training and test digits (a quick run)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 beside a training run")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train, test = load_mnist(args.data_dir, train=True), load_mnist(args.data_dir, train=False)
+    if args.limit:
+        train, test = tuple(t[:args.limit] for t in train), tuple(t[:args.limit] for t in test)
+    if len(train[0]) <= HELD_OUT:
+        raise SystemExit(f"completion_ceiling.py: error: needs more than {HELD_OUT} training digits "
+                         f"(--limit {args.limit})")
+    rows = []
+    for short in args.known:
+        print(f"{SHORT[short]} ...", file=sys.stderr, flush=True)
+        rows.append(ceiling(SHORT[short], train, test, args.epochs))
+    print("| kept | read: argmax q = the true digit | ceiling: mean q(true digit) | the same, first 1,000 "
+          "| first 200 | temperature | test NLL (nats) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['region']} | {r['read']:.1%} | {r['ceiling']:.1%} | {r['ceiling_first_1000']:.1%} | "
+              f"{r['ceiling_first_200']:.1%} | {r['temperature']:.2f} | {r['test_nll']:.3f} |")
+    print(f"\nq: a classifier of the kept pixels ({args.epochs} epochs on {len(train[0]) - HELD_OUT:,} training "
+          f"digits, calibrated on {HELD_OUT:,} held out), on {len(test[0]):,} test digits. "
+          f"On {platform.platform()}, torch {torch.__version__}.")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json)}, "results": rows},
+                                        indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

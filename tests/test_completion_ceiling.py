@@ -1,0 +1,40 @@
+"""benchmarks/completion_ceiling.py: the temperature it fits, and that it reads only the kept pixels."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+spec = importlib.util.spec_from_file_location("completion_ceiling", ROOT / "benchmarks" / "completion_ceiling.py")
+completion_ceiling = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(completion_ceiling)
+
+
+def test_the_fitted_temperature_undoes_an_overconfident_scale():
+    g = torch.Generator().manual_seed(0)
+    z = 2 * torch.randn(4000, 10, generator=g)
+    labels = torch.multinomial(torch.softmax(z, 1), 1, generator=g)[:, 0]  # drawn from softmax(z): T = 1 is right
+    assert abs(completion_ceiling.calibrated(z, labels) - 1) < 0.1
+    assert abs(completion_ceiling.calibrated(2.5 * z, labels) - 2.5) < 0.25
+
+
+def marked_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise, and in the top half a horizontal bar (label 0) or a vertical one (label 1)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (n,), generator=g)
+    x = (torch.rand(n, 1, 28, 28, generator=g) < 0.05).float()
+    x[labels == 0, 0, 5:7, 6:22] = 1
+    x[labels == 1, 0, 2:12, 13:15] = 1
+    return x, labels
+
+
+def test_the_ceiling_is_what_the_kept_pixels_tell():
+    """Kept where the label is drawn, q is sure of it; kept elsewhere, q knows no more than chance (1/2)."""
+    train, test = marked_digits(2000, seed=1), marked_digits(200, seed=2)
+    top = completion_ceiling.ceiling("top 14 rows", train, test, epochs=2, held_out=400)
+    bottom = completion_ceiling.ceiling("bottom 14 rows", train, test, epochs=2, held_out=400)
+    assert top["read"] > 0.95 and top["ceiling"] > 0.85, top
+    assert bottom["read"] < 0.65 and bottom["ceiling"] < 0.6, bottom
