@@ -13,6 +13,9 @@
     python train.py --model gated_pixelcnn ... --init-from gated-pixelcnn-5x5 --classify-weight 30
                                            # fine-tune with a hybrid loss: also -log p(label | image)
     torchrun --nproc_per_node 2 train.py   # data-parallel
+
+Ctrl-C or SIGTERM (`kill PID`) stops a run after the step at hand, with a checkpoint of every
+step done (exit status 130 or 143); --resume continues it. A second one stops it at once.
 """
 
 import argparse
@@ -34,7 +37,8 @@ from pixelcnn import ORIENTATIONS, label_nats, load_model, marginal_nats, orient
 from pixelcnn.card import RECIPE_TEST_LOSS, model_card
 from pixelcnn.data import load_mnist
 from pixelcnn.plotting import save_grid, save_loss_curve
-from pixelcnn.trainer import TrainConfig, TrainingDiverged, TrainingError, distributed_setup, evaluate, fit
+from pixelcnn.trainer import (TrainConfig, TrainingDiverged, TrainingError, TrainingStopped, distributed_setup,
+                              evaluate, fit)
 from pixelcnn.weights import MODEL_TYPES, ModelLoadError, atomic_write, weights_sha256, write_json
 
 
@@ -218,6 +222,9 @@ def main(argv=None) -> int:
     except (TrainingDiverged, TrainingError) as e:  # expected, and said in one line; anything else is a bug
         print(f"train.py: error: {e}", file=sys.stderr)
         return 1
+    except TrainingStopped as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        return 128 + e.signum  # as the shell reports a process the signal ended
     if rank != 0:
         return 0
     if state.runs[-1]["from_epoch"] == state.epoch:

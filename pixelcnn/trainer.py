@@ -9,6 +9,8 @@ safetensors file written atomically. Under torchrun it trains data-parallel with
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
@@ -67,6 +69,42 @@ class TrainState:
 
 class TrainingDiverged(RuntimeError):
     pass
+
+
+class TrainingStopped(RuntimeError):
+    """The run was asked to stop (SIGTERM, SIGINT: Ctrl-C) and did, after checkpointing every step it had done."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+class _StopRequests:
+    """While fit runs: SIGTERM and SIGINT ask it to stop after the step at hand, instead of killing it.
+
+    A second one stops at once, as without this. Only the main thread can take signals: elsewhere
+    (fit called from another thread) this does nothing.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signum, self.previous = None, {}
+
+    def _ask(self, signum, frame):
+        if self.signum is not None:  # asked twice: stop now
+            signal.signal(signum, self.previous[signum])
+            signal.raise_signal(signum)
+        self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._ask) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
 
 class _LossModule(nn.Module):
@@ -270,54 +308,72 @@ def fit(model, train_data: tuple[torch.Tensor, ...], test_data: tuple[torch.Tens
             save_checkpoint(checkpoint_path, model, optimizer, state, meta, ema)
         saved_at = (state.epoch, state.step)
 
-    while state.epoch < config.epochs:
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 100003 + state.epoch))
-        shard = perm[rank::world][:per_rank]
-        bar = tqdm(range(state.step, steps), initial=state.step, total=steps, disable=rank != 0,
-                   desc=f"epoch {state.epoch + 1}/{config.epochs}", mininterval=1.0, dynamic_ncols=True)
-        for step in bar:
-            t0 = time.monotonic()
-            global_step = state.epoch * steps + step
-            # The model's own randomness (e.g. label dropout) is a function of the step too.
-            torch.manual_seed(config.seed * 1_000_003 + global_step * 101 + rank)
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr_at(global_step, config.epochs * steps)
-            b = shard[step * local_bs:(step + 1) * local_bs]
-            loss = net(tuple(t[b].to(device, non_blocking=True) for t in train_data))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            # Checked after backward, on gradients that DDP has averaged: every process stops together,
-            # and a finite loss with an infinite gradient stops too, before the step spoils the weights.
-            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
-            if not (torch.isfinite(loss) & torch.isfinite(grad_norm)):  # one sync with the device
-                where = (f"The last good state ({saved_at[0]} epochs and {saved_at[1]} steps done) is in "
-                         f"{checkpoint_path}" if saved_at else "No checkpoint was saved by this run")
-                raise TrainingDiverged(f"loss {loss.item()}, gradient norm {grad_norm.item()} at epoch "
-                                       f"{state.epoch + 1}, step {step}; stopped. {where}")
-            optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            state.step = step + 1
-            state.loss_sum += loss.item() * len(b)
-            state.count += len(b)
-            state.elapsed += time.monotonic() - t0
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{state.loss_sum / state.count:.4f}")
-            if time.monotonic() - last_save > config.checkpoint_every and state.step < steps:
+    def stop_if_asked(stop: _StopRequests) -> None:
+        """Stop here, with a checkpoint of every step done, if a process was sent SIGTERM or SIGINT."""
+        asked = stop.signum is not None
+        if world > 1:  # every process stops at the same step, whichever were signalled
+            asked = _all_sum([float(asked)], device)[0] > 0
+        if asked:
+            if saved_at != (state.epoch, state.step):
                 checkpoint()
-                last_save = time.monotonic()
-        bar.close()
+            name = signal.Signals(stop.signum or signal.SIGTERM).name
+            raise TrainingStopped(f"stopped by {name} after {state.epoch} epochs and {state.step} steps; "
+                                  f"{checkpoint_path} holds them all: continue with --resume",
+                                  stop.signum or signal.SIGTERM)
 
-        t0 = time.monotonic()
-        loss_sum, count = _all_sum([state.loss_sum, float(state.count)], device)
-        evaluated = model if ema is None else ema.module
-        test_loss = evaluate(evaluated, test_data, config.eval_batch_size, device, rank, world)
-        state.elapsed += time.monotonic() - t0
-        state.history.append({"epoch": state.epoch + 1, "train_loss": loss_sum / count,
-                              "test_loss": test_loss, "elapsed_s": round(state.elapsed, 1)})
-        state.epoch, state.step, state.loss_sum, state.count = state.epoch + 1, 0, 0.0, 0
-        checkpoint()
-        last_save = time.monotonic()
-        if rank == 0 and on_epoch is not None:
-            on_epoch(evaluated, state)
+    with _StopRequests() as stop:  # SIGTERM, Ctrl-C: stop after the step, nothing lost
+        while state.epoch < config.epochs:
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 100003 + state.epoch))
+            shard = perm[rank::world][:per_rank]
+            bar = tqdm(range(state.step, steps), initial=state.step, total=steps, disable=rank != 0,
+                       desc=f"epoch {state.epoch + 1}/{config.epochs}", mininterval=1.0, dynamic_ncols=True)
+            for step in bar:
+                t0 = time.monotonic()
+                global_step = state.epoch * steps + step
+                # The model's own randomness (e.g. label dropout) is a function of the step too.
+                torch.manual_seed(config.seed * 1_000_003 + global_step * 101 + rank)
+                for group in optimizer.param_groups:
+                    group["lr"] = config.lr_at(global_step, config.epochs * steps)
+                b = shard[step * local_bs:(step + 1) * local_bs]
+                loss = net(tuple(t[b].to(device, non_blocking=True) for t in train_data))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                # Checked after backward, on gradients that DDP has averaged: every process stops together,
+                # and a finite loss with an infinite gradient stops too, before the step spoils the weights.
+                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+                if not (torch.isfinite(loss) & torch.isfinite(grad_norm)):  # one sync with the device
+                    where = (f"The last good state ({saved_at[0]} epochs and {saved_at[1]} steps done) is in "
+                             f"{checkpoint_path}" if saved_at else "No checkpoint was saved by this run")
+                    raise TrainingDiverged(f"loss {loss.item()}, gradient norm {grad_norm.item()} at epoch "
+                                           f"{state.epoch + 1}, step {step}; stopped. {where}")
+                optimizer.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                state.step = step + 1
+                state.loss_sum += loss.item() * len(b)
+                state.count += len(b)
+                state.elapsed += time.monotonic() - t0
+                if step % 20 == 0:
+                    bar.set_postfix(loss=f"{state.loss_sum / state.count:.4f}")
+                if time.monotonic() - last_save > config.checkpoint_every and state.step < steps:
+                    checkpoint()
+                    last_save = time.monotonic()
+                if state.step < steps:  # after the last step, the epoch's end first
+                    stop_if_asked(stop)
+            bar.close()
+
+            t0 = time.monotonic()
+            loss_sum, count = _all_sum([state.loss_sum, float(state.count)], device)
+            evaluated = model if ema is None else ema.module
+            test_loss = evaluate(evaluated, test_data, config.eval_batch_size, device, rank, world)
+            state.elapsed += time.monotonic() - t0
+            state.history.append({"epoch": state.epoch + 1, "train_loss": loss_sum / count,
+                                  "test_loss": test_loss, "elapsed_s": round(state.elapsed, 1)})
+            state.epoch, state.step, state.loss_sum, state.count = state.epoch + 1, 0, 0.0, 0
+            checkpoint()
+            last_save = time.monotonic()
+            if rank == 0 and on_epoch is not None:
+                on_epoch(evaluated, state)
+            if state.epoch < config.epochs:
+                stop_if_asked(stop)
     return state, model if ema is None else ema.module

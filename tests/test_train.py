@@ -230,6 +230,90 @@ def test_resume_after_sigkill_of_the_process(tiny_mnist, tmp_path, reference):
     _assert_same_run(tmp_path, reference)
 
 
+@pytest.fixture
+def signal_at(monkeypatch):
+    """signal_at(n, signum): the n-th call of model.loss in training (or, with evaluating, in evaluation) sends
+    this process signum, once, or twice with twice=True: as a user's Ctrl-C or a SIGTERM would, mid-step."""
+    def arm(n: int, signum: int, evaluating: bool = False, twice: bool = False):
+        calls = {"n": 0}
+        original = PixelCNN.loss
+
+        def loss(self, batch):
+            if self.training != evaluating:
+                calls["n"] += 1
+                if calls["n"] == n:
+                    for _ in range(2 if twice else 1):
+                        os.kill(os.getpid(), signum)
+            return original(self, batch)
+
+        monkeypatch.setattr(PixelCNN, "loss", loss)
+    return arm
+
+
+@pytest.mark.parametrize("signum, n", [(signal.SIGINT, 11), (signal.SIGTERM, 3)])
+def test_a_signal_stops_after_the_step_with_a_checkpoint_of_every_step(tiny_mnist, tmp_path, reference, capsys,
+                                                                     signal_at, signum, n):
+    """With no periodic checkpoint, a kill would lose the epoch's steps: a signal loses none."""
+    before = signal.getsignal(signum)
+    signal_at(n, signum)
+    assert train.main(args(tiny_mnist, tmp_path, "--checkpoint-every", "1e9")) == 128 + signum
+    err = _stderr_lines(capsys)
+    assert f"stopped by {signal.Signals(signum).name} after {n // STEPS} epochs and {n % STEPS} steps" in err[-1]
+    assert "--resume" in err[-1]
+    assert signal.getsignal(signum) is before  # the handler is the one before training again
+    assert train.main(args(tiny_mnist, tmp_path, "--checkpoint-every", "1e9", "--resume")) == 0  # no more signals
+    _assert_same_run(tmp_path, reference)
+    runs = _metrics(tmp_path)["runs"]
+    assert (runs[1]["from_epoch"], runs[1]["from_step"]) == (n // STEPS, n % STEPS)
+
+
+def test_a_signal_during_the_evaluation_stops_after_the_epoch(tiny_mnist, tmp_path, reference, capsys, signal_at):
+    signal_at(1, signal.SIGTERM, evaluating=True)  # epoch 1's evaluation
+    assert train.main(args(tiny_mnist, tmp_path)) == 128 + signal.SIGTERM
+    assert "after 1 epochs and 0 steps" in _stderr_lines(capsys)[-1]
+    assert _metrics(tmp_path)["epochs"] == 1  # epoch 1's weights were written before it stopped
+    assert train.main(args(tiny_mnist, tmp_path, "--resume")) == 0
+    _assert_same_run(tmp_path, reference)
+
+
+def test_a_second_signal_stops_at_once(tiny_mnist, tmp_path, signal_at):
+    before = signal.getsignal(signal.SIGINT)
+    signal_at(3, signal.SIGINT, twice=True)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(args(tiny_mnist, tmp_path, "--checkpoint-every", "1e9"))
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.mark.slow  # a fresh Python process
+def test_sigterm_from_outside_stops_the_process_with_every_step_kept(tiny_mnist, tmp_path, reference):
+    steps_file = tmp_path / "steps"
+    slow = (  # each training step slowed down, and counted in a file, so that the signal lands mid-epoch 2
+        "import os, sys, time; import pixelcnn.model as m; f = m.PixelCNN.loss; n = [0]\n"
+        "def loss(self, b):\n"
+        "    if self.training:\n"
+        "        n[0] += 1; open(os.environ['STEPS_FILE'], 'w').write(str(n[0])); time.sleep(0.2)\n"
+        "    return f(self, b)\n"
+        "m.PixelCNN.loss = loss\n"
+        "import train; sys.exit(train.main(sys.argv[1:]))\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="",
+               STEPS_FILE=str(steps_file))
+    proc = subprocess.Popen([sys.executable, "-c", slow, *args(tiny_mnist, tmp_path, "--checkpoint-every", "1e9")],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if steps_file.exists() and steps_file.read_text().isdigit() and int(steps_file.read_text()) >= STEPS + 2:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # during epoch 2's second step (or later)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "stopped by SIGTERM after 1 epochs and" in err
+    assert train.main(args(tiny_mnist, tmp_path, "--resume")) == 0
+    _assert_same_run(tmp_path, reference)
+    runs = _metrics(tmp_path)["runs"]
+    assert runs[1]["from_epoch"] == 1 and runs[1]["from_step"] >= 2  # epoch 2's steps were kept, not redone
+
+
 # ---- divergence ----
 
 class _InfGrad(torch.autograd.Function):
