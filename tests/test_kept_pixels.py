@@ -1,4 +1,4 @@
-"""benchmarks/completion_ceiling.py: the temperature it fits, and that it reads only the kept pixels."""
+"""benchmarks/kept_pixels.py: the temperature it fits, and that it reads only the kept pixels."""
 
 import importlib.util
 import sys
@@ -8,17 +8,17 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-spec = importlib.util.spec_from_file_location("completion_ceiling", ROOT / "benchmarks" / "completion_ceiling.py")
-completion_ceiling = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(completion_ceiling)
+spec = importlib.util.spec_from_file_location("kept_pixels", ROOT / "benchmarks" / "kept_pixels.py")
+kept_pixels = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(kept_pixels)
 
 
 def test_the_fitted_temperature_undoes_an_overconfident_scale():
     g = torch.Generator().manual_seed(0)
     z = 2 * torch.randn(4000, 10, generator=g)
     labels = torch.multinomial(torch.softmax(z, 1), 1, generator=g)[:, 0]  # drawn from softmax(z): T = 1 is right
-    assert abs(completion_ceiling.calibrated(z, labels) - 1) < 0.1
-    assert abs(completion_ceiling.calibrated(2.5 * z, labels) - 2.5) < 0.25
+    assert abs(kept_pixels.calibrated(z, labels) - 1) < 0.1
+    assert abs(kept_pixels.calibrated(2.5 * z, labels) - 2.5) < 0.25
 
 
 def marked_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,10 +31,10 @@ def marked_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, labels
 
 
-def test_the_ceiling_is_what_the_kept_pixels_tell():
+def test_the_reading_is_what_the_kept_pixels_tell():
     """Kept where the label is drawn, q is sure of it; kept elsewhere, q knows no more than chance (1/2)."""
     train, test = marked_digits(2000, seed=1), marked_digits(200, seed=2)
-    top = completion_ceiling.ceiling("top 14 rows", train, test, epochs=2, held_out=400)
-    bottom = completion_ceiling.ceiling("bottom 14 rows", train, test, epochs=2, held_out=400)
-    assert top["read"] > 0.95 and top["ceiling"] > 0.85, top
-    assert bottom["read"] < 0.65 and bottom["ceiling"] < 0.6, bottom
+    top = kept_pixels.kept_reading("top 14 rows", train, test, epochs=2, held_out=400)
+    bottom = kept_pixels.kept_reading("bottom 14 rows", train, test, epochs=2, held_out=400)
+    assert top["read"] > 0.95 and top["match"] > 0.85, top
+    assert bottom["read"] < 0.65 and bottom["match"] < 0.6, bottom
