@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,56 @@ def test_torchrun_two_processes_match_one(tiny_mnist, tmp_path, monkeypatch):
     w2, w1 = (load_file(d / "weights" / "pixelcnn" / "model.safetensors") for d in (ddp, single))
     for k in w1:
         torch.testing.assert_close(w2[k], w1[k], atol=1e-4, rtol=1e-4)
+
+
+SLOWED = """
+import os, sys, time
+from pathlib import Path
+import pixelcnn.model as m
+loss, steps = m.PixelCNN.loss, [0]
+
+def slowed(self, batch):  # each training step slowed down; rank 1 says how far it is, and its process id
+    if self.training:
+        steps[0] += 1
+        if os.environ["RANK"] == "1":
+            Path(os.environ["STEPS_FILE"]).write_text(f"{os.getpid()} {steps[0]}")
+        time.sleep(0.2)
+    return loss(self, batch)
+
+m.PixelCNN.loss = slowed
+import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow  # torchrun twice
+@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs torch.distributed with gloo")
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tiny_mnist, tmp_path):
+    """Only rank 1 is signalled: rank 0 learns it at the step's end, both checkpoint the same step and
+    stop (alone, rank 0 would wait for rank 1 in its next all-reduce for ever); --resume goes on from there."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    steps_file = tmp_path / "steps"
+    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", PYTHONPATH=str(ROOT), STEPS_FILE=str(steps_file))
+    (tmp_path / "slowed.py").write_text(SLOWED)
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    args = [*_args(tiny_mnist, tmp_path), "--epochs", "2", "--checkpoint-every", "1e9"]
+    proc = subprocess.Popen([*run, str(tmp_path / "slowed.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        said = steps_file.read_text().split() if steps_file.exists() else []
+        if len(said) == 2 and int(said[1]) >= 3:
+            os.kill(int(said[0]), signal.SIGTERM)  # rank 1 alone, during its third step (or later)
+            break
+        time.sleep(0.02)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0, "the run ended before it could be stopped"
+    assert err.count("stopped by SIGTERM after 0 epochs and") == 2, err[-4000:]  # rank 0 and rank 1, alike
+    stopped = {line.split("after 0 epochs and ")[1].split()[0] for line in err.splitlines() if "stopped by" in line}
+    assert len(stopped) == 1 and int(stopped.pop()) >= 3  # the same step, in epoch 1, kept
+
+    proc = subprocess.run([*run, "train.py", *args, "--resume"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    runs = json.loads((tmp_path / "weights" / "pixelcnn" / "metrics.json").read_text())["runs"]
+    assert len(runs) == 2 and runs[1]["from_epoch"] == 0 and runs[1]["from_step"] >= 3
