@@ -3,7 +3,8 @@
 Data are tuples of tensors (e.g. images, labels) held in memory. Training is resumable to
 the step: the shuffling of each epoch is a function of (seed, epoch), and the checkpoint
 holds the model, the optimiser, the position in the epoch and the history, in one
-safetensors file written atomically. Under torchrun it trains data-parallel with DDP.
+safetensors file written atomically. SIGTERM or Ctrl-C stops a run after the step at hand,
+with a checkpoint of it (TrainingStopped). Under torchrun it trains data-parallel with DDP.
 """
 
 import json
