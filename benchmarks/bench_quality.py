@@ -76,10 +76,15 @@ class Classifier(nn.Module):
 
 
 @torch.no_grad()
+def logits(clf: Classifier, images: torch.Tensor) -> torch.Tensor:
+    """(B, 10) class logits, in eval mode, 500 images at a time."""
+    clf.eval()
+    return torch.cat([clf(b) for b in images.split(500)])
+
+
 def predict(clf: Classifier, images: torch.Tensor) -> torch.Tensor:
     """(B, 10) class probabilities."""
-    clf.eval()
-    return torch.cat([F.softmax(clf(b), dim=1) for b in images.split(500)])
+    return F.softmax(logits(clf, images), dim=1)
 
 
 def fit_classifier(train, test, epochs: int = 3, keep: torch.Tensor | None = None) -> Classifier:

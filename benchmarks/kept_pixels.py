@@ -33,7 +33,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_quality import KNOWN, SHORT, fit_classifier  # noqa: E402
+from bench_quality import KNOWN, SHORT, fit_classifier, logits  # noqa: E402
 from pixelcnn.data import load_mnist  # noqa: E402
 
 HELD_OUT = 5000  # training digits kept apart, to fit the temperature on
@@ -46,12 +46,6 @@ def calibrated(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(grid[nll.argmin()])
 
 
-@torch.no_grad()
-def logits_of(clf, images: torch.Tensor) -> torch.Tensor:
-    clf.eval()
-    return torch.cat([clf(b) for b in images.split(500)])
-
-
 def kept_reading(region: str, train, test, epochs: int, held_out: int = HELD_OUT) -> dict:
     """The kept-pixel classifier of one region, and what it reads of the test digits.
 
@@ -60,14 +54,14 @@ def kept_reading(region: str, train, test, epochs: int, held_out: int = HELD_OUT
         train, test: (images (N, 1, 28, 28) in {0, 1}, labels (N,)); the first held_out training
             digits fit the temperature, the others the classifier.
     """
-    keep = KNOWN[region].float()
+    keep = KNOWN[region]  # (28, 28) bool
     x, y = train
     fit, held = (x[held_out:], y[held_out:]), (x[:held_out], y[:held_out])
     torch.manual_seed(0)  # the classifier's initial weights
     t0 = time.perf_counter()
-    clf = fit_classifier(fit, test, epochs, keep=keep.bool())
-    t = calibrated(logits_of(clf, held[0] * keep), held[1])
-    q = F.softmax(logits_of(clf, test[0] * keep) / t, dim=1)  # (N, 10)
+    clf = fit_classifier(fit, test, epochs, keep=keep)
+    t = calibrated(logits(clf, held[0] * keep), held[1])
+    q = F.softmax(logits(clf, test[0] * keep) / t, dim=1)  # (N, 10)
     true = q[torch.arange(len(q)), test[1]]
     return {"region": region, "read": float((q.argmax(1) == test[1]).float().mean()),
             "match": float(true.mean()), "match_first_1000": float(true[:1000].mean()),
