@@ -81,6 +81,22 @@ def reads_four_ways(name: str) -> bool:
         return False
 
 
+def proposal_for(model, name: str, known: np.ndarray, guidance: float) -> tuple[str, torch.nn.Module] | None:
+    """A model of the page trained on four orientations, with the same labels, that completes `known` exactly where
+    the model asked for cannot (the bottom, left or right kept, for one that reads top first): it draws the
+    candidates from the kept side and the model weighs them (pixelcnn.complete's proposal). (name, model) or None.
+    """
+    known = torch.from_numpy(known)
+    if guidance or pixelcnn.exact_orientation(model, known) is not None:
+        return None
+    for other in pixelcnn.list_models(WEIGHTS_DIR):
+        if other != name and reads_four_ways(other):
+            four = get_model(other)
+            if n_labels(four) == n_labels(model) and pixelcnn.exact_orientation(four, known) is not None:
+                return other, four
+    return None
+
+
 @functools.lru_cache(maxsize=4)
 def _load(name: str, version: tuple) -> torch.nn.Module:
     return pixelcnn.load_model(name)
@@ -254,6 +270,9 @@ def complete(drawing, keep: str, lines: int, n: int, seed: float, random_seed: b
         pace: "slow" (slow motion), "normal" (about 20 frames a second) or "fast" (as fast as the model draws).
         candidates: where kept pixels come after the part to redraw in the model's order, it draws this many
             completions (16 to 512) and resamples n of them by how well they fit; more fit better, and take longer.
+            For the bottom, left or right kept, with a model that reads only top first, a model of the page
+            trained on four orientations (with the same labels) draws them from the kept side, if there is one,
+            and the model weighs them (not with guidance).
         mark: for keep="marked", optionally a mask of the part to redraw instead of the marker: white where to
             redraw on black, the size of the drawing or 28x28 (the model's frame).
         guidance: for a labelled model, 0 to 4: 0 (the default) completes with the model as it is; more pushes
@@ -280,9 +299,10 @@ def complete(drawing, keep: str, lines: int, n: int, seed: float, random_seed: b
         model = get_model(model_name)
         label = pick_label(digit, model, model_name)
         guidance = pick_guidance(guidance, model, COMPLETE_GUIDANCE)
+        drawn_by = proposal_for(model, model_name, known, guidance)
         steps = pixelcnn.complete_stream(model, n, torch.from_numpy(image)[None, None], torch.from_numpy(known),
                                          seed=used, temperature=temperature, label=label, candidates=candidates,
-                                         guidance=guidance)
+                                         guidance=guidance, proposal=drawn_by and drawn_by[1])
     except ValueError as e:  # DrawingError, InputError, ModelLoadError, the sampler's checks
         yield None, None, gr.skip(), f"⚠️ {e}"
         return
@@ -297,7 +317,8 @@ def complete(drawing, keep: str, lines: int, n: int, seed: float, random_seed: b
             if last.ess is not None:  # it resampled
                 exact = next((m for m in pixelcnn.list_models(WEIGHTS_DIR) if reads_four_ways(m)), None)
                 done += page.resampling(float(last.ess[0]), candidates, n, keep,
-                                        getattr(model.config, "n_orientations", 1), int(last.resamplings[0]), exact)
+                                        getattr(model.config, "n_orientations", 1), int(last.resamplings[0]), exact,
+                                        drawn_by and drawn_by[0])
         yield view, images, used, status + done * bool(finished)
 
 

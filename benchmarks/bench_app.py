@@ -8,7 +8,8 @@ Prints a table of:
     with pacing off (PIXELCNN_APP_FPS=0): the model's speed plus Gradio's, not the 20 frames/s pace;
   - 8 completions of an example digit with a central 14x14 hole (Complete, "redraw what I mark",
     the hole as the API's mask), resampled from the app's 128 candidates and from 64, pacing off,
-    with the mean effective sample size;
+    with the mean effective sample size; and 8 of its bottom 14 rows (for a model that reads top
+    first, from candidates that a four-orientation model of the page draws, if there is one);
   - 8 clients streaming 16 digits each at once, with pacing off and on: all must finish;
   - the server's resident memory over N requests in a row (Generate, 4 digits, pacing off).
 Without weights/pixelcnn it times an untrained model of the recipe's size: the speed does not
@@ -107,13 +108,15 @@ def stream(clients, n: int, model: str, seed0: int = 0) -> list[tuple[float, flo
     return [(f, l, len(j.outputs()), j.outputs()[-1][3] if j.outputs() else "") for f, l, j in zip(first, last, jobs)]
 
 
-def complete_hole(client, model: str, mask: str, candidates: int, seed: int) -> tuple[float, float, str]:
-    """8 completions of EXAMPLE with the central 14x14 hole of `mask` redrawn: (first frame s, last s, status)."""
+def complete_example(client, model: str, keep: str, candidates: int, seed: int,
+                     mask: str | None = None) -> tuple[float, float, str]:
+    """8 completions of EXAMPLE, keep "marked" (the hole of `mask` redrawn) or a side's 14 rows or columns:
+    (first frame s, last s, status)."""
     from gradio_client import handle_file
 
     t0 = time.perf_counter()
-    job = client.submit(handle_file(str(EXAMPLE)), "marked", 14, 8, seed, False, 1.0, model, "any", "fast",
-                        candidates, handle_file(mask), api_name="/complete")
+    job = client.submit(handle_file(str(EXAMPLE)), keep, 14, 8, seed, False, 1.0, model, "any", "fast",
+                        candidates, mask and handle_file(mask), api_name="/complete")
     first = None
     while not job.done():
         if first is None and job.outputs():
@@ -134,7 +137,8 @@ def main() -> int:
                    f"{pixelcnn.weights.DEFAULT_MODEL}, if present)")
     p.add_argument("--runs", type=int, default=5, help="timed streams per size (default: %(default)s)")
     p.add_argument("--requests", type=int, default=200, help="requests in the memory run (default: %(default)s)")
-    p.add_argument("--only-hole", action="store_true", help="time only the hole's completions (the rest takes minutes)")
+    p.add_argument("--only-hole", action="store_true",
+                   help="time only the completions, of the hole and the bottom (the rest takes minutes)")
     args = p.parse_args()
     from gradio_client import Client
 
@@ -165,9 +169,9 @@ def main() -> int:
         hole[7:21, 7:21] = 255  # white where to redraw
         mask = str(Path(tmp.name) / "hole.png")
         Image.fromarray(hole).save(mask)
-        complete_hole(client, model, mask, 128, 0)  # warm up
+        complete_example(client, model, "marked", 128, 0, mask)  # warm up
         for candidates in (128, 64):
-            runs = [complete_hole(client, model, mask, candidates, k) for k in range(args.runs)]
+            runs = [complete_example(client, model, "marked", candidates, k, mask) for k in range(args.runs)]
             assert all("Drew 196 pixels" in r[2] and "candidates counted" in r[2] for r in runs), runs
             ess = [float(re.search(r"\*\*([\d.]+) of the", r[2])[1]) for r in runs]
             lasts = [r[1] for r in runs]
@@ -178,6 +182,17 @@ def main() -> int:
                              f"{statistics.median(firsts):.3f} s; mean ESS {statistics.mean(ess):.1f}"
                              + (f"; target < {TARGETS['8 hole completions done']} s" if candidates == 128 else "")))
             print(lines[-1], flush=True)
+        runs = [complete_example(client, model, "bottom", 128, k) for k in range(args.runs)]
+        assert all("Drew 392 pixels" in r[2] for r in runs), runs
+        drawn_by = re.search(r"drawn from the kept side by ([\w.-]+)", runs[0][2])
+        ess = [float(m[1]) for r in runs if (m := re.search(r"\*\*([\d.]+) of the", r[2]))]
+        lines.append(row("8 completions of the bottom 14 rows, 128 candidates",
+                         f"{statistics.median([r[1] for r in runs]):.3f} s",
+                         f"median of {args.runs}, max {max(r[1] for r in runs):.3f} s, first frame "
+                         f"{statistics.median([r[0] for r in runs]):.3f} s; "
+                         + (f"candidates drawn by {drawn_by[1]}, mean ESS {statistics.mean(ess):.1f}" if drawn_by
+                            else f"mean ESS {statistics.mean(ess):.1f}" if ess else "exact, no candidates")))
+        print(lines[-1], flush=True)
         if args.only_hole:
             return 0
 

@@ -170,8 +170,12 @@ def spread(images: torch.Tensor, labels: torch.Tensor) -> float:
     return sum(shares) / len(shares)
 
 
-def measure(name: str, model, clf, test, args, guidance: float = 0.0) -> dict:
-    """Every figure of one model (Bayes classification only without guidance)."""
+def measure(name: str, model, clf, test, args, guidance: float = 0.0, proposal=None) -> dict:
+    """Every figure of one model (Bayes classification only without guidance).
+
+    proposal: a model that draws the candidates of the completions that it completes exactly and
+    the model measured does not (complete(proposal=)); not with guidance.
+    """
     out = {"model": name, "labels": n_labels(model), "guidance": guidance}
     t0 = time.perf_counter()
     if args.samples:
@@ -192,18 +196,22 @@ def measure(name: str, model, clf, test, args, guidance: float = 0.0) -> dict:
     out["completions"] = {}
     for what in [SHORT[k] for k in args.known] if args.digits else ():  # --digits 0: the samples only
         known = KNOWN[what]
+        proposed = (proposal is not None and not guidance and pixelcnn.exact_orientation(model, known) is None
+                    and pixelcnn.exact_orientation(proposal[1], known) is not None)
         done, ess = [], []
         for chunk in images.split(args.chunk):  # the caches of digits x candidates rows stay in memory
             mask = known[None, None].expand(len(chunk), 1, SIDE, SIDE)
             *_, last = pixelcnn.complete_stream(model, len(chunk), chunk, mask, seed=2 + len(done),
                                                 candidates=args.candidates * len(chunk), every=SIDE * SIDE,
-                                                guidance=guidance)
+                                                guidance=guidance, proposal=proposal[1] if proposed else None)
             done.append(last.images)
             ess += [] if last.ess is None else last.ess.tolist()
         read = predict(clf, torch.cat(done)).argmax(1)
         out["completions"][what] = {"true_digit": float((read == labels).float().mean()),
                                     "mean_ess": sum(ess) / len(ess) if ess else None,
                                     "orientation": pixelcnn.ORIENTATIONS[last.orientation]}
+        if proposed:
+            out["completions"][what]["proposal"] = proposal[0]
     if n_labels(model) and args.bayes > 0 and not guidance:
         out["bayes_digits"] = min(args.bayes, len(test[0]))
         measured = evaluated_bayes(name, out["bayes_digits"])
@@ -222,7 +230,8 @@ def table(results: list[dict], args, accuracy: float, test_spread: float | None 
             " conditional: as asked |" + "".join(f" {w}: true digit (ESS) |" for w in KNOWN) + " Bayes accuracy |",
             "| --- |" + (" ---: | ---: |" if guided else "") + " ---: | ---: | ---: |" + " ---: |" * len(KNOWN) + " ---: |"]
     for r in results:
-        cells = [r["model"]]
+        proposals = sorted({c["proposal"] for c in r["completions"].values() if "proposal" in c})
+        cells = [r["model"] + "".join(f" (*: candidates drawn by {p})" for p in proposals)]
         if guided:
             cells += [f"{r.get('guidance', 0):g}",
                       f"{r['conditional_spread']:.3f}" if "conditional_spread" in r else ""]
@@ -232,7 +241,7 @@ def table(results: list[dict], args, accuracy: float, test_spread: float | None 
         for w in KNOWN:
             c = r["completions"].get(w)
             ess = "" if c is None or c["mean_ess"] is None else f" ({c['mean_ess']:.1f})"
-            cells.append("" if c is None else f"{c['true_digit']:.1%}{ess}")
+            cells.append("" if c is None else f"{c['true_digit']:.1%}{'*' * ('proposal' in c)}{ess}")
         cells.append(f"{r['bayes_accuracy']:.2%}" if "bayes_accuracy" in r else "")
         head.append("| " + " | ".join(cells) + " |")
     digits = max((r.get("bayes_digits", 0) for r in results), default=0)
@@ -291,6 +300,10 @@ def main(argv=None) -> int:
     p.add_argument("--candidates", type=int, default=128,
                    help="SIR candidates per completion (default: %(default)s; the app draws 128 for all its "
                         "completions of one digit)")
+    p.add_argument("--proposal", metavar="NAME",
+                   help="a model that completes from the kept side exactly (four orientations): where a model "
+                        "measured cannot complete exactly and it can (the bottom, left or right kept, for a model "
+                        "that reads top first), it draws the candidates and the model weighs them (marked *)")
     p.add_argument("--chunk", type=int, default=8, help="digits completed at once (memory: digits x candidates)")
     p.add_argument("--guidance", type=float, nargs="+", default=[0.0], metavar="W",
                    help="classifier-free guidance of the samples and completions of labelled models, a row for each "
@@ -309,12 +322,13 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     train, test = load_mnist(args.data_dir, train=True), load_mnist(args.data_dir, train=False)
     clf, accuracy = classifier(args.classifier, train, test)
+    proposal = (args.proposal, pixelcnn.load_model(args.proposal)) if args.proposal else None
     results = []
     for name in args.models or pixelcnn.list_models():
         model = pixelcnn.load_model(name)
         for w in args.guidance if n_labels(model) else [0.0]:
             print(f"measuring {name}{f' with guidance {w:g}' if w else ''} ...", file=sys.stderr, flush=True)
-            results.append(measure(name, model, clf, test, args, w))
+            results.append(measure(name, model, clf, test, args, w, proposal))
     test_spread = None
     if args.per_label > 1 and any(r.get("guidance") for r in results):  # the test digits' own: per_label of each
         pick = torch.cat([torch.nonzero(test[1] == y)[:args.per_label, 0] for y in range(10)])

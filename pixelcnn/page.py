@@ -42,6 +42,9 @@ NOTHING_MARKED = ("Nothing is marked: paint the part to redraw with the orange m
                   "or choose a side to keep.")
 EVERYTHING_MARKED = ("Everything is marked: nothing of the drawing would be kept. Mark only the part to redraw, "
                      "or use Generate to draw digits from scratch.")
+PROPOSED = (" They were drawn from the kept side by {name}, which reads it first, and weighed by how likely this "
+            "model finds them.")
+FEW_PROPOSED = " Few did: the two models disagree on most of them. More candidates help."
 FEW_COUNTED = (" Few did: each candidate is drawn from the pixels before it alone, and the kept pixels after the "
                "hole then make most of them unlikely, so the weight goes to the few that fit them{repeat}. "
                "More candidates help{orientations}.")
@@ -170,7 +173,7 @@ def progress(position: int, orientation: int, candidates: int | None = None) -> 
 
 
 def resampling(ess: float, candidates: int, n: int, keep: str, n_orientations: int, renewed: int = 0,
-               exact: str | None = None) -> str:
+               exact: str | None = None, drawn_by: str | None = None) -> str:
     """What the status says where completion resampled: how many candidates counted, and why few did.
 
     Args:
@@ -179,8 +182,12 @@ def resampling(ess: float, candidates: int, n: int, keep: str, n_orientations: i
         renewed: how many times, on the way, the unlikely candidates were replaced by copies of
             likely ones (pixelcnn.complete's sequential resampling: SampleStep.resamplings).
         exact: the name of a model on the page that reads in four orientations, to suggest by name.
+        drawn_by: the name of the model that drew the candidates from the kept side, the model
+            asked for only weighing them (complete's proposal).
     """
     text = f" **{ess:.1f} of the {candidates} candidates counted** (the effective sample size of their weights)."
+    if drawn_by:
+        return text + PROPOSED.format(name=drawn_by) + (FEW_PROPOSED if ess < max(FEW * candidates, n) else "")
     if renewed:
         text = text[:-2] + (f"; on the way, the unlikely ones were replaced by copies of likely ones "
                             f"{renewed} time{'s' * (renewed > 1)}).")

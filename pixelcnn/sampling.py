@@ -21,7 +21,10 @@ sampling-importance-resampling, exact as the candidates grow [2]. Weighed only a
 candidates take nearly all the weight (for a central hole, 1 or 2 of 128); so the candidates are
 also resampled as they are drawn, after each row where their weights have grown too uneven and
 pixels remain to be drawn, the likely ones copied and the unlikely dropped: sequential Monte
-Carlo, a particle filter [3], also exact as the candidates grow.
+Carlo, a particle filter [3], also exact as the candidates grow. With `proposal`, another model
+that completes the known pixels exactly (they come first in one of its orientations) draws the
+candidates, and the model weighs each by the ratio of their densities: a model that reads top
+first then completes the bottom or a side from candidates that already fit it.
 
 With `guidance` w > 0 (a labelled model), each pixel is drawn from classifier-free guidance [4],
 P(x_i | x_<i, y)^(1 + w) P(x_i | x_<i)^(-w), normalised: for a binary pixel, the logit
@@ -47,7 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cached import FullPasses, StepCache, single_threaded_blas
+from .cached import FullPasses, StepCache, _distinct, single_threaded_blas
 from .orders import orient, unorient
 
 DROPPED = "dropped"  # label= for a labelled model's own unconditional p(x), its "no label" embedding
@@ -289,10 +292,12 @@ def _prefix_log_lik(model, x: torch.Tensor, k: int, orientation: int) -> np.ndar
     if k == 0:
         return np.zeros((b, n))
     rows = (k - 1) // w + 1  # a causal model's logits there see only these rows
+    once, copy_of = _distinct(x.reshape(b, -1)[:, :k])  # candidates share their prefix: one pass for each
+    x = x[once]
     device = next(model.parameters()).device
     z = _forward(model, x[:, :, :rows].repeat_interleave(n, dim=0).to(device), torch.arange(n, device=device)
-                 .repeat(b), orientation).float().cpu().reshape(b, n, -1)[..., :k]
-    return _pixel_log_lik(z, x.reshape(b, -1)[:, :k]).sum(-1).numpy()
+                 .repeat(len(x)), orientation).float().cpu().reshape(len(x), n, -1)[..., :k]
+    return _pixel_log_lik(z, x.reshape(len(x), -1)[:, :k]).sum(-1).numpy()[copy_of.numpy()]
 
 
 # ---- the loop ----
@@ -533,14 +538,22 @@ def _stream(model, n, seed, prefix, rows, pixels, temperature, label, every, ima
     guidance = _guidance(model, guidance)
     orientation = _orientation(model, orientation)
     h, w = image_size
+    drawing = _prefix_drawing(model, n, seed, prefix, rows, pixels, temperature, label, image_size, plain,
+                              orientation, shards, mixture_steps, guidance)
+    for position in drawing.frames(every):
+        yield _frame(drawing, position, (n, h, w), orientation)
+
+
+def _prefix_drawing(model, n, seed, prefix, rows, pixels, temperature, label, image_size, plain, orientation,
+                    shards, mixture_steps=False, guidance=0.0) -> _Drawing:
+    """The _Drawing of n images from the first pixels of prefix (rows or pixels of them) in the orientation's order."""
+    h, w = image_size
     x, k = _start(n, prefix, rows, pixels, image_size)
     x = orient(x, orientation)
     x.view(n, -1)[:, k:] = 0  # only the given pixels, in the drawing's order
     thresholds = _thresholds(n, h, w, seed, temperature)
-    drawing = _make_drawing(model, x, k, thresholds, None, label, orientation, plain, _label_uniforms(seed, n),
-                            shards, mixture_steps, guidance)
-    for position in drawing.frames(every):
-        yield _frame(drawing, position, (n, h, w), orientation)
+    return _make_drawing(model, x, k, thresholds, None, label, orientation, plain, _label_uniforms(seed, n),
+                         shards, mixture_steps, guidance)
 
 
 def sample_stream(model, n: int, seed: int = 0, prefix: torch.Tensor | None = None, rows: int = 0,
@@ -660,8 +673,100 @@ def best_orientation(model, known) -> int:
     return int(np.argmax(firsts))
 
 
+def exact_orientation(model, known) -> int | None:
+    """The orientation in which a model reads every known pixel before every unknown one, the
+    same number of them in each mask (complete then samples p(unknown | known) exactly); None if none.
+
+    Args:
+        known: bool, (H, W) or (n, 1, H, W): True where a pixel is kept.
+    """
+    known = torch.as_tensor(known)
+    known = known[None, None] if known.dim() == 2 else known
+    o = best_orientation(model, known)
+    kn = orient(known, o)
+    k = int(_known_prefix(kn).min())
+    return o if bool((kn.reshape(len(kn), -1).sum(1) == k).all()) else None
+
+
+def _candidate_labels(label, n: int, groups: int, group_of: torch.Tensor):
+    """A label given per image, (n,), as one per candidate; any other label as it is."""
+    if label is None or isinstance(label, str) or torch.as_tensor(label).dim() == 0:
+        return label
+    label = torch.as_tensor(label)
+    if len(label) != n or groups == 1 and not bool((label == label[0]).all()):
+        raise ValueError(f"label must be an int, or one per image ({n},) for distinct images; got {label.tolist()}")
+    return label[group_of] if groups > 1 else label[0]
+
+
+def _picks(log_weight: np.ndarray, n: int, uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which candidate each of n outputs shows, resampled by weight; and each group's effective sample size.
+
+    Args:
+        log_weight: (groups, per) each group's candidates, candidate c of group g at g * per + c.
+        uniforms: (n,). One group: systematic resampling, n evenly spaced points from the first
+            uniform; else (groups = n) one candidate from each group.
+    """
+    groups, per = log_weight.shape
+    wts = np.exp(log_weight - log_weight.max(1, keepdims=True))
+    ess = wts.sum(1) ** 2 / (wts ** 2).sum(1)
+    if groups == 1:
+        points = (uniforms[0] + np.arange(n)) / n
+        chosen = np.minimum(np.searchsorted(np.cumsum(wts[0] / wts[0].sum()), points, side="right"), per - 1)
+    else:
+        chosen = _draw_from(log_weight, uniforms) + np.arange(n) * per
+    return chosen, ess
+
+
+def _log_density(model, images: torch.Tensor, label, batch: int = 256) -> torch.Tensor:
+    """(B,) log p(image | label) read top first, float64, `batch` images a pass; label a digit, DROPPED, one
+    per image, or None for an unlabelled model."""
+    per_image = torch.is_tensor(label) and label.dim() == 1
+    return torch.cat([-surprise(model, images[i:i + batch], label[i:i + batch] if per_image else label)
+                      .nats.double() for i in range(0, len(images), batch)])
+
+
+def _proposed(model, proposal, n, image, known, groups, per, seed, temperature, label, every, image_size, shards,
+              guidance):
+    """complete(proposal=...): candidates drawn exactly by the proposal, weighed by the model, n resampled.
+
+    With q the proposal and p the model, a candidate (y, x) with label y (drawn from q's posterior
+    given the known pixels, for label=None) has q(y, unknown | known) = p(y) q(x | y) / q(known):
+    its weight p(y) p(x | y) / q(y, unknown | known) is p(x | y) / q(x | y) up to a constant. The
+    drawing has every logit of q(x | y) (the known pixels' from its first pass); p(x | y) takes a pass.
+    """
+    h, w = image_size
+    if guidance:
+        raise ValueError("guidance does not go with a proposal: the candidates are weighed by the model as it is")
+    if n_labels(proposal) != n_labels(model):
+        raise ValueError(f"the proposal must know the model's labels ({n_labels(model)} of them), it knows "
+                         f"{n_labels(proposal)}")
+    o = exact_orientation(proposal, known)
+    if o is None:
+        raise ValueError("the proposal cannot complete these pixels exactly: its known pixels must all come before "
+                         "the unknown ones in an order it reads in (top first; with four orientations also bottom, "
+                         "left or right first)")
+    k = int(_known_prefix(orient(known[:1], o)))
+    mixture, _ = _label(model, label)
+    total = per * groups
+    group_of = torch.arange(total) // per
+    label = _candidate_labels(label, n, groups, group_of)
+    drawing = _prefix_drawing(proposal, total, seed, image.expand(groups, 1, h, w)[group_of], 0, k, temperature,
+                              label, image_size, False, o, shards)
+    shown = np.arange(n) if groups == 1 else np.arange(n) * per  # while drawing: the first candidate of each group
+    for position in drawing.frames(every):
+        if position < h * w:
+            yield _frame(drawing, position, (n, h, w), o, cols=shown)
+    z = drawing.logits.astype(np.float64)
+    log_q = _log_sigmoid(np.where(drawing.bits, z, -z)).sum(0)  # (total,) log q(x | y), at temperature 1
+    images = unorient(torch.from_numpy(drawing.bits.T.astype(np.float32)).reshape(total, 1, h, w), o)
+    log_weight = _log_density(model, images, _drawn_labels(drawing) if mixture else label).numpy() - log_q
+    chosen, ess = _picks(log_weight.reshape(groups, per), n, _label_uniforms(seed, total + n)[total:])
+    last = _frame(drawing, h * w, (n, h, w), o, cols=chosen, ess=torch.from_numpy(ess))
+    yield last._replace(resamplings=torch.zeros(groups, dtype=torch.long))  # resampled once, at the end
+
+
 def _complete(model, n, image, known, seed, temperature, label, candidates, every, image_size, shards, resample,
-              guidance=0.0):
+              guidance=0.0, proposal=None):
     h, w = image_size
     n = _whole("n", n, 1)
     every = _whole("every", every, 1)
@@ -680,6 +785,11 @@ def _complete(model, n, image, known, seed, temperature, label, candidates, ever
     if candidates < n:
         raise ValueError(f"candidates must be at least n ({n}), got {candidates}")
     groups = 1 if image.shape[0] == 1 and known.shape[0] == 1 else n  # a pool of candidates per distinct input
+    per = candidates // groups  # candidates per group
+    if proposal is not None:
+        yield from _proposed(model, proposal, n, image, known, groups, per, seed, temperature, label, every,
+                             image_size, shards, guidance)
+        return
     o = best_orientation(model, known)
     x, kn = orient(image.expand(groups, 1, h, w), o), orient(known.expand(groups, 1, h, w), o)
     first = _known_prefix(kn)  # (groups,)
@@ -690,7 +800,6 @@ def _complete(model, n, image, known, seed, temperature, label, candidates, ever
                            shards, guidance=guidance)
         return
 
-    per = candidates // groups  # candidates per group
     total = per * groups
     group_of = torch.arange(total) // per  # candidate c draws for group c // per
     xc, kc = x[group_of], kn[group_of]  # (total, 1, H, W) in the drawing's frame
@@ -700,11 +809,8 @@ def _complete(model, n, image, known, seed, temperature, label, candidates, ever
     if mixture:  # each candidate's label from its posterior given the known pixels before position k
         log_lik = _prefix_log_lik(model, x, k, o)  # (groups, L)
         lab = torch.from_numpy(_draw_from(log_lik[group_of.numpy()], u[:total]))
-    elif lab is not None and torch.as_tensor(lab).dim() == 1:
-        lab = torch.as_tensor(lab)
-        if len(lab) != n or groups == 1 and not bool((lab == lab[0]).all()):
-            raise ValueError(f"label must be an int, or one per image ({n},) for distinct images; got {lab.tolist()}")
-        lab = lab[group_of] if groups > 1 else lab[0]
+    else:
+        lab = _candidate_labels(lab, n, groups, group_of)
     thresholds = _thresholds(total, h, w, seed, temperature)
     drawing = _make_drawing(model, xc, k, thresholds, kc.reshape(total, -1).T.numpy(), lab, o, False, u[:total],
                             shards, guidance=guidance)
@@ -717,21 +823,9 @@ def _complete(model, n, image, known, seed, temperature, label, candidates, ever
         group_of_block = np.array([block.start // per for block in drawing.blocks])
     resample_u = u[total:]  # (n,): one uniform per output
 
-    def picks() -> tuple[np.ndarray, torch.Tensor]:
-        """Which candidate each output shows, resampled by the current weights; and each group's ESS."""
-        lw = drawing.log_weight.reshape(groups, per)
-        wts = np.exp(lw - lw.max(1, keepdims=True))
-        ess = wts.sum(1) ** 2 / (wts ** 2).sum(1)
-        if groups == 1:  # systematic resampling: n evenly spaced points, one uniform
-            points = (resample_u[0] + np.arange(n)) / n
-            chosen = np.minimum(np.searchsorted(np.cumsum(wts[0] / wts[0].sum()), points, side="right"), per - 1)
-        else:  # one candidate from each group
-            chosen = _draw_from(lw, resample_u) + np.arange(n) * per
-        return chosen, torch.from_numpy(ess)
-
     for position in drawing.frames(every):
-        chosen, ess = picks()
-        step = _frame(drawing, position, (n, h, w), o, cols=chosen, ess=ess)
+        chosen, ess = _picks(drawing.log_weight.reshape(groups, per), n, resample_u)
+        step = _frame(drawing, position, (n, h, w), o, cols=chosen, ess=torch.from_numpy(ess))
         if resample:
             step = step._replace(resamplings=torch.from_numpy(np.bincount(group_of_block, drawing.resamplings,
                                                                            groups)).long())
@@ -740,7 +834,8 @@ def _complete(model, n, image, known, seed, temperature, label, candidates, ever
 
 def complete_stream(model, n: int, image: torch.Tensor, known, seed: int = 0, temperature: float = 1.0, label=None,
                     candidates: int | None = None, every: int = 28, image_size: tuple[int, int] = (28, 28),
-                    shards: int | None = None, resample: bool = True, guidance: float = 0.0) -> Iterator[SampleStep]:
+                    shards: int | None = None, resample: bool = True, guidance: float = 0.0,
+                    proposal=None) -> Iterator[SampleStep]:
     """Complete the unknown pixels of an image n ways, yielding frames as they grow (see complete).
 
     While candidates are drawn, each frame shows the n that the current weights would pick
@@ -749,12 +844,12 @@ def complete_stream(model, n: int, image: torch.Tensor, known, seed: int = 0, te
     order the model draws, from the kept side.
     """
     return _checked(_complete(model, n, image, known, seed, temperature, label, candidates, every, image_size,
-                              shards, resample, guidance))
+                              shards, resample, guidance, proposal))
 
 
 def complete(model, n: int, image: torch.Tensor, known, seed: int = 0, temperature: float = 1.0, label=None,
              candidates: int | None = None, image_size: tuple[int, int] = (28, 28),
-             shards: int | None = None, resample: bool = True, guidance: float = 0.0) -> torch.Tensor:
+             shards: int | None = None, resample: bool = True, guidance: float = 0.0, proposal=None) -> torch.Tensor:
     """Keep the known pixels of an image exactly and draw the others, n ways.
 
     When every known pixel comes before every unknown one (in raster order, or in one of the
@@ -783,17 +878,24 @@ def complete(model, n: int, image: torch.Tensor, known, seed: int = 0, temperatu
         resample: False weighs the candidates only at the end (plain SIR), to compare.
         guidance: as in sample: the completions are of the guided model, the known pixels
             weighed by it too; with label=None, towards each candidate's label drawn from its posterior.
+        proposal: another model, with the same labels, that completes these pixels exactly (they
+            come first in one of its orientations): it draws the candidates, from the kept side,
+            and the model weighs each by p(x | y) / q(x | y), its density (read top first) over the
+            proposal's, y the candidate's label; n are resampled by weight (SIR; no resampling on
+            the way). A model that reads only top first completes the bottom, left or right so,
+            exact as candidates grows, with proposals that already fit the kept side. Not with guidance.
     Returns:
         (n, 1, H, W) float images in {0, 1}. complete_stream's last frame also carries each
         group's effective sample size (sum w)^2 / sum w^2 of the final weights (those since the
         last resampling of each block, see SampleStep.ess) and how many times it was resampled.
     Raises:
         ValueError: a mask with no unknown pixel, a mask or image of the wrong shape or type,
-            an image that is not binary, candidates < n, a bad guidance.
+            an image that is not binary, candidates < n, a bad guidance, a proposal that cannot
+            complete the mask exactly or knows other labels.
     """
     h, w = image_size
     return _last(_complete(model, n, image, known, seed, temperature, label, candidates, h * w, image_size,
-                           shards, resample, guidance)).images
+                           shards, resample, guidance, proposal)).images
 
 
 # ---- probabilities of given images ----

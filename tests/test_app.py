@@ -338,18 +338,47 @@ def test_an_orientation_model_draws_from_the_kept_side(tmp_path):
 
 
 def test_a_side_completion_that_few_candidates_fit_names_the_four_orientation_model(tmp_path, monkeypatch):
-    """Where few candidates counted on a side, the page names the model in its picker that completes it exactly."""
+    """Where few candidates counted on a side, the page names the model in its picker that completes it exactly
+    (here one with other labels, which cannot draw the candidates for it)."""
     torch.manual_seed(0)
     pixelcnn.save_model(pixelcnn.PixelCNN(TINY), tmp_path / "top-first")
     monkeypatch.setattr(app, "WEIGHTS_DIR", tmp_path)
     monkeypatch.setattr(page, "FEW", 1.0)  # every ESS is few: the tiny model's weights may well be even
     status = list(app.complete(app.EXAMPLES[0], "bottom", 10, 2, 1, False, 1.0, "top-first", candidates=16))[-1][3]
     assert "as does a model trained on four orientations" in status  # none on the page
-    config = pixelcnn.GatedPixelCNNConfig(hidden_channels=4, n_layers=2, n_labels=0, n_orientations=4)
+    config = pixelcnn.GatedPixelCNNConfig(hidden_channels=4, n_layers=2, n_labels=10, n_orientations=4)
     pixelcnn.save_model(pixelcnn.GatedPixelCNN(config), tmp_path / "four-ways")
     assert app.reads_four_ways("four-ways") and not app.reads_four_ways("top-first")
     status = list(app.complete(app.EXAMPLES[0], "bottom", 10, 2, 1, False, 1.0, "top-first", candidates=16))[-1][3]
     assert "as does four-ways (in the model picker), which completes from the kept side exactly" in status
+
+
+@pytest.mark.parametrize("keep", ["bottom", "left", "right", "top", "marked"])
+def test_a_four_orientation_model_on_the_page_draws_a_top_first_models_candidates_from_the_kept_side(
+        tmp_path, monkeypatch, keep):
+    """The bottom, left or right kept: a model that reads top first weighs candidates that a four-orientation
+    model of the page draws from the kept side; the top is its own to complete exactly, a hole no one's."""
+    torch.manual_seed(0)
+    pixelcnn.save_model(pixelcnn.GatedPixelCNN(pixelcnn.GatedPixelCNNConfig(hidden_channels=4, n_layers=2)),
+                        tmp_path / "top-first")
+    config = pixelcnn.GatedPixelCNNConfig(hidden_channels=4, n_layers=2, n_orientations=4)
+    pixelcnn.save_model(pixelcnn.GatedPixelCNN(config), tmp_path / "four-ways")
+    monkeypatch.setattr(app, "WEIGHTS_DIR", tmp_path)
+    mark = np.zeros((28, 28), np.uint8)
+    mark[8:20, 8:20] = 255
+    frames = list(app.complete(app.EXAMPLES[0], keep, 10, 2, 1, False, 1.0, "top-first", candidates=16,
+                               mark=Image.fromarray(mark) if keep == "marked" else None))
+    status = frames[-1][3]
+    proposed = keep in ("bottom", "left", "right")
+    assert ("drawn from the kept side by four-ways" in status) == proposed, status
+    assert frames[0][3].startswith(f"Drawing {'row' if keep in ('top', 'bottom', 'marked') else 'column'}")
+    if proposed:
+        digit = pixelcnn.from_drawing(Image.open(app.EXAMPLES[0]))
+        kept = page.kept_pixels(keep, 10)
+        direct = pixelcnn.complete(app.get_model("top-first"), 2, torch.from_numpy(digit)[None, None],
+                                   torch.from_numpy(kept), seed=1, candidates=16, proposal=app.get_model("four-ways"))
+        np.testing.assert_array_equal(untile(frames[-1][1], 2), direct[:, 0].numpy() * 255)
+    assert app.proposal_for(app.get_model("top-first"), "top-first", page.kept_pixels("bottom", 10), 1.0) is None
 
 
 def test_redraw_what_i_mark_keeps_everything_else(model_dir):
@@ -420,6 +449,10 @@ def test_the_page_says_how_many_candidates_counted_and_why_few_did():
     named = page.resampling(1.3, 128, 8, "left", 1, exact="four-ways")  # such a model is on the page
     assert "as does four-ways (in the model picker), which completes from the kept side exactly" in named
     assert "Few did" in page.resampling(6.0, 32, 8, "marked", 1)  # fewer than the completions asked for
+    proposed = page.resampling(40.0, 128, 8, "bottom", 1, drawn_by="four-ways")
+    assert proposed.endswith(" They were drawn from the kept side by four-ways, which reads it first, and weighed by "
+                             "how likely this model finds them.")
+    assert page.resampling(3.0, 128, 8, "bottom", 1, drawn_by="four-ways").endswith("More candidates help.")
     renewed = page.resampling(40.0, 128, 8, "marked", 1, renewed=3)
     assert renewed.startswith(" **40.0 of the 128 candidates counted** (the effective sample size of their weights; ")
     assert renewed.endswith("replaced by copies of likely ones 3 times).")
@@ -518,7 +551,8 @@ def test_bad_digits_say_why(gated_dir, digit, message):
 
 
 @pytest.mark.parametrize("guidance", [0, 2.5])
-def test_guidance_is_the_samplers(gated_dir, guidance):
+def test_guidance_is_the_samplers(gated_dir, guidance, tmp_path, monkeypatch):
+    monkeypatch.setattr(app, "WEIGHTS_DIR", tmp_path)  # no four-orientation model on the page to draw candidates
     model = app.get_model(gated_dir)
     frames = list(app.generate(2, 6, False, 1.0, gated_dir, "4", "fast", guidance))
     expected = pixelcnn.sample(model, 2, seed=6, label=4, guidance=guidance)[:, 0].numpy() * 255

@@ -103,6 +103,27 @@ def test_known_measures_only_the_completions_asked_for():
     assert out["completions"]["bottom 14 rows"]["mean_ess"] is not None  # the recipe completes it by SIR
 
 
+def test_a_proposal_draws_only_the_completions_it_makes_exact_and_the_model_does_not():
+    torch = pytest.importorskip("torch")
+    import argparse
+
+    import pixelcnn
+    torch.manual_seed(0)
+    model = pixelcnn.GatedPixelCNN(pixelcnn.GatedPixelCNNConfig(hidden_channels=4, n_layers=2))  # top first
+    four = pixelcnn.GatedPixelCNN(pixelcnn.GatedPixelCNNConfig(hidden_channels=4, n_layers=2, n_orientations=4))
+    args = argparse.Namespace(samples=0, per_label=0, digits=2, candidates=4, chunk=8, bayes=0,
+                              known=["top", "bottom", "hole"])
+    test = ((torch.rand(2, 1, 28, 28) < 0.3).float(), torch.zeros(2, dtype=torch.long))
+    out = bench_quality.measure("tiny", model, bench_quality.Classifier(), test, args, proposal=("four", four))
+    c = out["completions"]
+    assert c["bottom 14 rows"]["proposal"] == "four" and c["bottom 14 rows"]["orientation"] == "bottom"
+    assert c["bottom 14 rows"]["mean_ess"] is not None  # weighed by the model
+    assert "proposal" not in c["top 14 rows"] and c["top 14 rows"]["mean_ess"] is None  # the model's own, exact
+    assert "proposal" not in c["all but a central 14x14 hole"]  # the proposal cannot make it exact
+    line = next(x for x in bench_quality.table([out], args, 0.99).splitlines() if x.startswith("| tiny"))
+    assert "(*: candidates drawn by four)" in line and line.count("%*") == 1  # one cell marked
+
+
 def test_spread_is_the_mean_share_of_pixels_two_images_of_a_label_differ_in():
     torch = pytest.importorskip("torch")
     a, b = torch.zeros(1, 1, 2, 2), torch.tensor([[[[1.0, 0], [0, 0]]]])

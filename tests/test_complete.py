@@ -219,6 +219,79 @@ def test_sir_draws_a_labelled_models_label_and_hole_from_their_exact_joint_poste
     assert 0.5 * (alone - exact).abs().sum().item() > 0.08  # the test can tell them apart (0.12)
 
 
+@pytest.mark.parametrize("labelled", [False, True], ids=["unlabelled", "labelled"])
+def test_sir_from_a_proposal_model_converges_to_the_models_exact_conditional(tiny_model, tiny_labelled, labelled):
+    """complete(proposal=): the top row of a 3x3 image given the two rows below it, against the model's
+    p(label, top row | rows below) by enumeration. The model reads top first, so the known rows come
+    after the hole; the proposal (four orientations, untrained: far from the model) draws the hole
+    after them, bottom first, and only the model's weights can bring the candidates to its conditional."""
+    model = tiny_labelled if labelled else tiny_model
+    labels = 2 if labelled else 0
+    # sharp and far-reaching in every order, so that its density read in a wrong order would show
+    proposal = rough(gated(hidden_channels=16, n_layers=2, first_kernel_size=3, n_orientations=4, n_labels=labels),
+                     std=0.4)
+    states = all_states()
+    if labelled:
+        log_p = -pixelcnn.label_nats(model, states).double() - np.log(2)  # (512, 2): log p(x, label)
+    else:
+        log_p = -pixelcnn.surprise(model, states).nats.double()[:, None]  # (512, 1)
+    image = torch.tensor([[0, 0, 0], [1, 1, 0], [1, 1, 1]], dtype=torch.float32)[None, None]
+    known = torch.ones(3, 3, dtype=torch.bool)
+    known[0] = False
+    keep = (states[:, 0][:, known] == image[0, 0][known]).all(1)
+
+    def codes(images):  # the top row as a binary number
+        top = images[:, 0, 0].long()
+        return (top[:, 0] << 2) + (top[:, 1] << 1) + top[:, 2]
+
+    n_cls = max(labels, 1)  # (top row, label) at code * n_cls + label
+    exact = torch.zeros(8 * n_cls, dtype=torch.float64).index_add_(
+        0, (codes(states[keep])[:, None] * n_cls + torch.arange(n_cls)).reshape(-1), log_p[keep].reshape(-1).exp())
+    exact /= exact.sum()
+
+    def histogram(step):
+        c = codes(step.images) * n_cls + (step.labels if labelled else 0)
+        return torch.bincount(c, minlength=len(exact)).double() / len(c)
+
+    n = 4000
+    step = list(complete_stream(model, n, image, known, seed=0, candidates=20000, image_size=(3, 3),
+                                proposal=proposal))[-1]
+    assert step.orientation == 1  # drawn bottom first
+    assert torch.equal(step.images[:, 0][:, known], image[0, 0][known].expand(n, -1))
+    tv = 0.5 * (histogram(step) - exact).abs().sum().item()
+    assert tv < 0.03, (tv, exact.tolist())
+    alone = list(complete_stream(proposal, n, image, known, seed=0, image_size=(3, 3), every=9))[-1]
+    tv_alone = 0.5 * (histogram(alone) - exact).abs().sum().item()
+    assert tv_alone > 0.2, tv_alone  # the proposal's own completions are far from the model's: the test can tell
+    assert 1 <= step.ess.item() < 20000 and step.resamplings.tolist() == [0]
+
+
+def test_a_proposal_that_is_the_model_weighs_every_candidate_alike():
+    model = gated(n_orientations=4, n_labels=10)
+    x = a_digit()
+    known = torch.arange(28)[:, None].expand(28, 28) < 10  # the top rows: the model's own first order
+    step = list(complete_stream(model, 4, x, known, seed=2, candidates=32, proposal=model))[-1]
+    assert step.ess.item() == pytest.approx(32) and step.orientation == 0
+    assert torch.equal(step.images[:, 0][:, known], x[0, 0][known].expand(4, -1))
+    assert step.labels.shape == (4,)
+
+
+@pytest.mark.parametrize("proposal, kwargs, message", [
+    (dict(n_orientations=4), dict(hole=True), "cannot complete these pixels exactly"),
+    (dict(n_orientations=1), dict(), "cannot complete these pixels exactly"),  # top first only: the bottom is after
+    (dict(n_orientations=4, n_labels=10), dict(), "the model's labels"),
+    (dict(n_orientations=4), dict(guidance=1.0), "guidance"),
+])
+def test_a_proposal_that_cannot_serve_is_a_clear_error(proposal, kwargs, message):
+    known = torch.arange(28)[:, None].expand(28, 28) >= 14  # the bottom half
+    if kwargs.pop("hole", False):
+        known = torch.ones(28, 28, dtype=torch.bool)
+        known[10:20, 10:20] = False
+    model = gated(n_labels=10) if "guidance" in kwargs else gated()
+    with pytest.raises(ValueError, match=message):
+        complete_stream(model, 2, a_digit(), known, proposal=gated(**proposal), **kwargs)
+
+
 def cache_of(kind: str, n: int, h: int, w: int):
     """A model, its labels (n,) or None, and a StepCache of it for n images of h x w."""
     if kind == "recipe":
