@@ -356,8 +356,9 @@ def test_a_side_completion_that_few_candidates_fit_names_the_four_orientation_mo
 @pytest.mark.parametrize("keep", ["bottom", "left", "right", "top", "marked"])
 def test_a_four_orientation_model_on_the_page_draws_a_top_first_models_candidates_from_the_kept_side(
         tmp_path, monkeypatch, keep):
-    """The bottom, left or right kept: a model that reads top first weighs candidates that a four-orientation
-    model of the page draws from the kept side; the top is its own to complete exactly, a hole no one's."""
+    """The bottom rows kept: a model that reads top first weighs candidates that a four-orientation model of the
+    page draws from the kept side. The top is its own to complete exactly; the left or right columns, and a
+    hole, its own to complete by SIR, the kept pixels among the drawn ones in its order."""
     torch.manual_seed(0)
     pixelcnn.save_model(pixelcnn.GatedPixelCNN(pixelcnn.GatedPixelCNNConfig(hidden_channels=4, n_layers=2)),
                         tmp_path / "top-first")
@@ -369,9 +370,9 @@ def test_a_four_orientation_model_on_the_page_draws_a_top_first_models_candidate
     frames = list(app.complete(app.EXAMPLES[0], keep, 10, 2, 1, False, 1.0, "top-first", candidates=16,
                                mark=Image.fromarray(mark) if keep == "marked" else None))
     status = frames[-1][3]
-    proposed = keep in ("bottom", "left", "right")
+    proposed = keep == "bottom"
     assert ("drawn from the kept side by four-ways" in status) == proposed, status
-    assert frames[0][3].startswith(f"Drawing {'row' if keep in ('top', 'bottom', 'marked') else 'column'}")
+    assert frames[0][3].startswith("Drawing row 11 of 28 from the bottom" if proposed else "Drawing row"), frames[0][3]
     if proposed:
         digit = pixelcnn.from_drawing(Image.open(app.EXAMPLES[0]))
         kept = page.kept_pixels(keep, 10)
