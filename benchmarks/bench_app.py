@@ -8,7 +8,8 @@ Prints a table of:
     with pacing off (PIXELCNN_APP_FPS=0): the model's speed plus Gradio's, not the 20 frames/s pace;
   - 8 completions of an example digit with a central 14x14 hole (Complete, "redraw what I mark",
     the hole as the API's mask), resampled from the app's 128 candidates and from 64, pacing off,
-    with the mean effective sample size; and 8 of its bottom 14 rows (for a model that reads top
+    with the mean effective sample size (for a labelled model also guided, w = 1, from 128: two
+    passes a pixel); and 8 of its bottom 14 rows (for a model that reads top
     first, from candidates that a four-orientation model of the page draws, if there is one);
   - 8 clients streaming 16 digits each at once, with pacing off and on: all must finish;
   - the server's resident memory over N requests in a row (Generate, 4 digits, pacing off).
@@ -109,14 +110,14 @@ def stream(clients, n: int, model: str, seed0: int = 0) -> list[tuple[float, flo
 
 
 def complete_example(client, model: str, keep: str, candidates: int, seed: int,
-                     mask: str | None = None) -> tuple[float, float, str]:
-    """8 completions of EXAMPLE, keep "marked" (the hole of `mask` redrawn) or a side's 14 rows or columns:
-    (first frame s, last s, status)."""
+                     mask: str | None = None, guidance: float = 0.0) -> tuple[float, float, str]:
+    """8 completions of EXAMPLE, keep "marked" (the hole of `mask` redrawn) or a side's 14 rows or columns,
+    guided by `guidance` (Complete's default, 0, draws from the model itself): (first frame s, last s, status)."""
     from gradio_client import handle_file
 
     t0 = time.perf_counter()
     job = client.submit(handle_file(str(EXAMPLE)), keep, 14, 8, seed, False, 1.0, model, "any", "fast",
-                        candidates, mask and handle_file(mask), api_name="/complete")
+                        candidates, mask and handle_file(mask), guidance, api_name="/complete")
     first = None
     while not job.done():
         if first is None and job.outputs():
@@ -170,17 +171,19 @@ def main() -> int:
         mask = str(Path(tmp.name) / "hole.png")
         Image.fromarray(hole).save(mask)
         complete_example(client, model, "marked", 128, 0, mask)  # warm up
-        for candidates in (128, 64):
-            runs = [complete_example(client, model, "marked", candidates, k, mask) for k in range(args.runs)]
+        labelled = getattr(pixelcnn.load_model(model).config, "n_labels", 0)
+        for candidates, guidance in ((128, 0.0), (64, 0.0)) + (((128, 1.0),) if labelled else ()):
+            runs = [complete_example(client, model, "marked", candidates, k, mask, guidance) for k in range(args.runs)]
             assert all("Drew 196 pixels" in r[2] and "candidates counted" in r[2] for r in runs), runs
             ess = [float(re.search(r"\*\*([\d.]+) of the", r[2])[1]) for r in runs]
             lasts = [r[1] for r in runs]
             firsts = [r[0] for r in runs]
-            lines.append(row(f"8 completions of a central 14x14 hole, {candidates} candidates",
+            lines.append(row(f"8 completions of a central 14x14 hole, {candidates} candidates"
+                             + (f", guided (w = {guidance:g})" if guidance else ""),
                              f"{statistics.median(lasts):.3f} s",
                              f"median of {args.runs}, max {max(lasts):.3f} s, first frame "
                              f"{statistics.median(firsts):.3f} s; mean ESS {statistics.mean(ess):.1f}"
-                             + (f"; target < {TARGETS['8 hole completions done']} s" if candidates == 128 else "")))
+                             + (f"; target < {TARGETS['8 hole completions done']} s" if candidates == 128 and not guidance else "")))
             print(lines[-1], flush=True)
         runs = [complete_example(client, model, "bottom", 128, k) for k in range(args.runs)]
         assert all("Drew 392 pixels" in r[2] for r in runs), runs
