@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import pixelcnn  # noqa: E402
+from pixelcnn.sampling import n_labels  # noqa: E402
 
 TARGETS = {"first frame": 0.5, "16 digits done": 3.0, "8 hole completions done": 3.0}  # seconds, on 2 cores
 EXAMPLE = sorted((ROOT / "examples").glob("*.png"))[0]  # MNIST's first test digit, a 7
@@ -171,7 +172,7 @@ def main() -> int:
         mask = str(Path(tmp.name) / "hole.png")
         Image.fromarray(hole).save(mask)
         complete_example(client, model, "marked", 128, 0, mask)  # warm up
-        labelled = getattr(pixelcnn.load_model(model).config, "n_labels", 0)
+        labelled = n_labels(pixelcnn.load_model(model)) > 0
         for candidates, guidance in ((128, 0.0), (64, 0.0)) + (((128, 1.0),) if labelled else ()):
             runs = [complete_example(client, model, "marked", candidates, k, mask, guidance) for k in range(args.runs)]
             assert all("Drew 196 pixels" in r[2] and "candidates counted" in r[2] for r in runs), runs
@@ -183,7 +184,8 @@ def main() -> int:
                              f"{statistics.median(lasts):.3f} s",
                              f"median of {args.runs}, max {max(lasts):.3f} s, first frame "
                              f"{statistics.median(firsts):.3f} s; mean ESS {statistics.mean(ess):.1f}"
-                             + (f"; target < {TARGETS['8 hole completions done']} s" if candidates == 128 and not guidance else "")))
+                             + (f"; target < {TARGETS['8 hole completions done']} s"
+                                if candidates == 128 and not guidance else "")))
             print(lines[-1], flush=True)
         runs = [complete_example(client, model, "bottom", 128, k) for k in range(args.runs)]
         assert all("Drew 392 pixels" in r[2] for r in runs), runs
