@@ -18,6 +18,18 @@ and reports for each region:
 A model whose completions are the true digit more often than `match` reads the kept pixels
 better than this classifier does (measured: the flagship does, on a central hole). Neither
 figure bounds what a completion can reach: a better classifier could read more.
+
+With --model NAME, the model reads the kept pixels too, through its completions:
+
+    python benchmarks/kept_pixels.py --known hole --model gated-pixelcnn-5x5 --digits 200 --votes 16
+
+For each of the first --digits test digits, --votes completions from one pool of --candidates
+(pixelcnn.complete), read by bench_quality's digit classifier: "match" is the share of the
+completions read as the true digit (bench_quality's figure, from more completions a digit), "read"
+the share of digits whose completions are read most often as the true digit: the model's own
+reading of the kept pixels. Where read is high and match is not, the model knows the digit
+and its completions are spread as its posterior p(digit | kept pixels) is: a completion sampled
+faithfully is the true digit only as often as that posterior gives it.
 """
 
 import argparse
@@ -33,7 +45,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_quality import KNOWN, SHORT, fit_classifier, logits  # noqa: E402
+from bench_quality import KNOWN, SHORT, classifier, fit_classifier, logits, predict  # noqa: E402
+import pixelcnn  # noqa: E402
 from pixelcnn.data import load_mnist  # noqa: E402
 
 HELD_OUT = 5000  # training digits kept apart, to fit the temperature on
@@ -69,6 +82,35 @@ def kept_reading(region: str, train, test, epochs: int, held_out: int = HELD_OUT
             "test_nll": float(-true.clamp_min(1e-12).log().mean()), "seconds": round(time.perf_counter() - t0)}
 
 
+def model_reading(model, region: str, test, clf, votes: int, candidates: int) -> dict:
+    """What a model reads of the kept pixels through its completions: `votes` of each test digit.
+
+    Args:
+        test: (images (N, 1, 28, 28) in {0, 1}, labels (N,)): the digits completed, one pool each.
+        clf: the digit classifier that reads the completions.
+    """
+    keep = KNOWN[region]
+    t0 = time.perf_counter()
+    shares, majority, ess = [], [], []
+    for i, (digit, label) in enumerate(zip(*test)):
+        *_, last = pixelcnn.complete_stream(model, votes, digit[None], keep, seed=i, candidates=candidates,
+                                            every=keep.numel())
+        read = predict(clf, last.images).argmax(1)  # (votes,)
+        shares.append(float((read == label).float().mean()))
+        majority.append(int(torch.bincount(read, minlength=10).argmax()) == int(label))
+        ess += [] if last.ess is None else last.ess.tolist()
+    return {"region": region, "read": sum(majority) / len(majority), "match": sum(shares) / len(shares),
+            "digits": len(shares), "votes": votes, "candidates": candidates,
+            "mean_ess": sum(ess) / len(ess) if ess else None, "seconds": round(time.perf_counter() - t0)}
+
+
+def write(args, rows: list[dict]) -> None:
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json)}, "results": rows},
+                                        indent=2) + "\n")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--known", nargs="+", choices=list(SHORT), default=list(SHORT),
@@ -78,6 +120,14 @@ def main(argv=None) -> int:
                                                          "classifier's)")
     p.add_argument("--limit", type=int, default=0, help="only the first N training and test digits (a quick run)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 beside a training run")
+    p.add_argument("--model", help="also read the kept pixels by this model's completions (name in weights/)")
+    p.add_argument("--digits", type=int, default=200, help="with --model: how many test digits (default: %(default)s)")
+    p.add_argument("--votes", type=int, default=16, help="with --model: completions of each (default: %(default)s)")
+    p.add_argument("--candidates", type=int, default=128, help="with --model: the pool they are resampled from "
+                                                                "(default: %(default)s)")
+    p.add_argument("--classifier", default="checkpoints/digit-classifier.safetensors",
+                   help="with --model: bench_quality's digit classifier, cached here (default: %(default)s)")
+    p.add_argument("--skip-classifiers", action="store_true", help="with --model: only the model's reading")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     if args.threads:
@@ -88,20 +138,31 @@ def main(argv=None) -> int:
     if len(train[0]) <= HELD_OUT:
         raise SystemExit(f"kept_pixels.py: error: needs more than {HELD_OUT} training digits "
                          f"(--limit {args.limit})")
-    print("| kept | read: argmax q = the true digit | match: mean q(true digit) | the same, first 1,000 "
+    clf = classifier(Path(args.classifier), train, test)[0] if args.model else None
+    model = pixelcnn.load_model(args.model) if args.model else None
+    print("| kept | reader | read: its reading = the true digit | match: mean q(true digit) | the same, first 1,000 "
           "| first 200 | temperature | test NLL (nats) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
     rows = []
-    for short in args.known:  # a row printed, and the JSON written, as each region is done: each takes a while
-        print(f"{SHORT[short]} ...", file=sys.stderr, flush=True)
-        r = kept_reading(SHORT[short], train, test, args.epochs)
-        rows.append(r)
-        print(f"| {r['region']} | {r['read']:.1%} | {r['match']:.1%} | {r['match_first_1000']:.1%} | "
-              f"{r['match_first_200']:.1%} | {r['temperature']:.2f} | {r['test_nll']:.3f} |", flush=True)
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json)}, "results": rows},
-                                            indent=2) + "\n")
+    for short in args.known:  # a row printed, and the JSON written, as each reader is done: each takes a while
+        if not args.skip_classifiers:
+            print(f"{SHORT[short]}: a classifier of the kept pixels ...", file=sys.stderr, flush=True)
+            r = kept_reading(SHORT[short], train, test, args.epochs)
+            rows.append(r)
+            print(f"| {r['region']} | classifier, {args.epochs} epochs | {r['read']:.1%} | {r['match']:.1%} | "
+                  f"{r['match_first_1000']:.1%} | {r['match_first_200']:.1%} | {r['temperature']:.2f} | "
+                  f"{r['test_nll']:.3f} |", flush=True)
+            write(args, rows)
+        if model is not None:
+            print(f"{SHORT[short]}: {args.model}'s completions ...", file=sys.stderr, flush=True)
+            digits = tuple(t[:args.digits] for t in test)
+            r = model_reading(model, SHORT[short], digits, clf, args.votes, args.candidates) | {"model": args.model}
+            rows.append(r)
+            ess = "" if r["mean_ess"] is None else f", mean ESS {r['mean_ess']:.1f}"
+            print(f"| {r['region']} | {args.model}: {args.votes} completions of each of the first {r['digits']:,} "
+                  f"(from {args.candidates} candidates{ess}) | {r['read']:.1%} | {r['match']:.1%} | | | | |",
+                  flush=True)
+            write(args, rows)
     print(f"\nq: a classifier of the kept pixels ({args.epochs} epochs on {len(train[0]) - HELD_OUT:,} training "
           f"digits, calibrated on {HELD_OUT:,} held out), on {len(test[0]):,} test digits. "
           f"On {platform.platform()}, torch {torch.__version__}.")

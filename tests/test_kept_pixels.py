@@ -38,3 +38,30 @@ def test_the_reading_is_what_the_kept_pixels_tell():
     bottom = kept_pixels.kept_reading("bottom 14 rows", train, test, epochs=2, held_out=400)
     assert top["read"] > 0.95 and top["match"] > 0.85, top
     assert bottom["read"] < 0.65 and bottom["match"] < 0.6, bottom
+
+
+class BarReader(torch.nn.Module):
+    """A stand-in digit classifier: reads label 0 where row 5 has a bar, 1 where it does not, 0 for flipped."""
+
+    def __init__(self, flipped: bool = False):
+        super().__init__()
+        self.flipped = flipped
+
+    def forward(self, x):
+        bar = (x[:, 0, 5, 6:22].sum(1) > 8).long()  # (B,) 1 where the horizontal bar of label 0 is
+        label = (1 - bar) if not self.flipped else bar
+        return torch.nn.functional.one_hot(label, 10).float() * 10
+
+
+def test_the_model_reads_the_kept_pixels_by_its_completions():
+    """The bar that tells the label is kept, so every completion shows it: each is read as the true digit.
+
+    Read the other way round, none is."""
+    import pixelcnn
+    torch.manual_seed(0)
+    model = pixelcnn.GatedPixelCNN(pixelcnn.GatedPixelCNNConfig(hidden_channels=4, n_layers=2, n_labels=0)).eval()
+    test = marked_digits(6, seed=3)
+    right = kept_pixels.model_reading(model, "top 14 rows", test, BarReader(), votes=3, candidates=4)
+    wrong = kept_pixels.model_reading(model, "top 14 rows", test, BarReader(flipped=True), votes=3, candidates=4)
+    assert right["read"] == right["match"] == 1.0 and right["digits"] == 6, right
+    assert wrong["read"] == wrong["match"] == 0.0, wrong

@@ -1,0 +1,94 @@
+"""Bayes classification argmax_y p(x | y) of the test digits, by each labelled model and by their mixtures.
+
+    python benchmarks/bayes.py --models gated-pixelcnn-5x5 gated-pixelcnn-5x5-48 --threads 1
+
+For each model, -log p(x | y) of every test digit under every label (ten passes over the test
+set, the figure train.py --evaluate reduces to its Bayes accuracy) is kept in --cache, chunk by
+chunk, so a killed run continues and a second run only reads. The mixture of models
+p(x | y) = mean_m p_m(x | y) is itself a labelled density; for every set of two or more models
+the script reports its Bayes accuracy and its -log p(x) marginalised over the labels, beside
+each model's own. Run one process per model (--models NAME) to use more cores, then once with
+all of them to read the table.
+"""
+
+import argparse
+import itertools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from pixelcnn import label_nats, load_model  # noqa: E402
+from pixelcnn.data import load_mnist  # noqa: E402
+from pixelcnn.weights import local_folder, weights_sha256  # noqa: E402
+from train import Measured  # noqa: E402
+
+
+def per_label_nats(name: str, images: torch.Tensor, cache: Path) -> torch.Tensor:
+    """-log p(x | y) of every image under every label of the model `name`: (N, labels), kept in cache."""
+    folder = local_folder(name)
+    if folder is None:
+        raise SystemExit(f"no model folder {name!r} (a name in weights/ or a folder with model.safetensors)")
+    model = load_model(folder)
+    measured = Measured(cache / f"{folder.name}.safetensors", weights_sha256(folder), images)
+    done = len(measured.rows.get("each label", ()))
+    t0 = time.perf_counter()
+    nats = measured.nats("each label", lambda x: label_nats(model, x))
+    if done < len(images):
+        print(f"{name}: {len(images) - done:,} digits x 10 labels in {time.perf_counter() - t0:.0f} s", flush=True)
+    return nats
+
+
+def scores(nats: torch.Tensor, labels: torch.Tensor, pixels: int = 784) -> dict:
+    """Bayes accuracy, and -log p(x) marginalised and given the label (nats per pixel), of per-label nats (N, labels)."""
+    marginal = math.log(nats.shape[1]) - torch.logsumexp(-nats, dim=1)
+    return {"bayes_accuracy": float((nats.argmin(1) == labels).double().mean()),
+            "test_loss_marginal": float(marginal.mean()) / pixels,
+            "test_loss_given": float(nats.gather(1, labels[:, None]).mean()) / pixels}
+
+
+def mixture(per_model: list[torch.Tensor]) -> torch.Tensor:
+    """-log of the mean over models of p_m(x | y): (N, labels)."""
+    stacked = -torch.stack(per_model)  # (M, N, labels) log p_m(x | y)
+    return math.log(len(per_model)) - torch.logsumexp(stacked, dim=0)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", required=True, help="labelled models (names in weights/ or folders)")
+    p.add_argument("--data-dir", default="data", help="torchvision MNIST root (default: %(default)s)")
+    p.add_argument("--cache", default="results/bayes", help="where each model's per-label nats are kept")
+    p.add_argument("--limit", type=int, default=0, help="only the first N test digits (a quick run)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--json", help="write the figures here too")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    images, labels = load_mnist(args.data_dir, train=False)
+    if args.limit:
+        images, labels = images[:args.limit], labels[:args.limit]
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    nats = {name: per_label_nats(name, images, cache) for name in args.models}
+    rows = [dict(models=[name], **scores(v, labels)) for name, v in nats.items()]
+    for k in range(2, len(nats) + 1):
+        for names in itertools.combinations(nats, k):
+            rows.append(dict(models=list(names), **scores(mixture([nats[n] for n in names]), labels)))
+    print(f"\n{len(images):,} test digits\n")
+    print("| model | Bayes accuracy | -log p(x), marginalised | given the label |")
+    print("| --- | ---: | ---: | ---: |")
+    for r in rows:
+        name = r["models"][0] if len(r["models"]) == 1 else "mixture of " + " + ".join(r["models"])
+        print(f"| {name} | {r['bayes_accuracy']:.2%} | {r['test_loss_marginal']:.4f} | {r['test_loss_given']:.4f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"digits": len(images), "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

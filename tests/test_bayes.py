@@ -1,0 +1,34 @@
+"""benchmarks/bayes.py: the mixture of labelled models it scores, and the figures it reads off per-label nats."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("bayes", ROOT / "benchmarks" / "bayes.py")
+bayes = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bayes)
+
+
+def test_the_mixture_is_the_mean_of_the_models_probabilities():
+    g = torch.Generator().manual_seed(0)
+    a, b = 50 + 10 * torch.rand(6, 10, generator=g, dtype=torch.float64), 50 + 10 * torch.rand(6, 10, generator=g,
+                                                                                                dtype=torch.float64)
+    mixed = bayes.mixture([a, b])
+    assert torch.allclose(mixed, -torch.log((torch.exp(-a) + torch.exp(-b)) / 2))
+    assert torch.allclose(bayes.mixture([a, a]), a)
+    # at 700 nats an image, exp underflows: the mixture is computed in the log domain
+    far = bayes.mixture([a + 700, b + 700])
+    assert torch.isfinite(far).all() and torch.allclose(far, mixed + 700)
+
+
+def test_the_scores_of_per_label_nats():
+    nats = torch.tensor([[1.0, 3.0, 5.0], [2.0, 1.0, 9.0], [4.0, 2.0, 3.0], [0.5, 0.7, 0.2]], dtype=torch.float64)
+    labels = torch.tensor([0, 1, 2, 0])
+    s = bayes.scores(nats, labels)
+    assert s["bayes_accuracy"] == 0.5  # digits 0 and 1 are argmin at their label; 2 and 3 are not
+    assert math.isclose(s["test_loss_given"], (1 + 1 + 3 + 0.5) / 4 / 784)
+    marginal = [math.log(3) - math.log(sum(math.exp(-v) for v in row)) for row in nats.tolist()]
+    assert math.isclose(s["test_loss_marginal"], sum(marginal) / 4 / 784)
