@@ -241,9 +241,11 @@ def initialise_from(model, folder: Path) -> dict:
     Every weight of the saved model must have a place of the same name and shape in model. The
     weights only model has (a four-orientation model's orientation embedding, started from a
     one-orientation model) keep their initial values: an embedding starts at zero, so the new
-    model starts as the saved one, in every orientation. The record (the folder, the weights'
-    SHA-256, how the saved model was trained) goes into the checkpoint's settings too, so that
-    --resume continues only the run that started from these very weights.
+    model starts as the saved one, in every orientation. A gated model may also start from the
+    same model with fewer channels (GatedPixelCNN.widen_from: it starts with that model's logits).
+    The record (the folder, the weights' SHA-256, how the saved model was trained) goes into the
+    checkpoint's settings too, so that --resume continues only the run that started from these
+    very weights.
     """
     from pixelcnn.weights import WEIGHTS_DIR
 
@@ -253,12 +255,19 @@ def initialise_from(model, folder: Path) -> dict:
     ours, theirs = model.state_dict(), source.state_dict()
     misfits = [f"{k} {tuple(v.shape)}" + (f" (here {tuple(ours[k].shape)})" if k in ours else " (not here)")
                for k, v in theirs.items() if k not in ours or ours[k].shape != v.shape]
-    if misfits:
-        raise TrainingError(f"--init-from {folder}: its weights do not fit this model: {', '.join(misfits[:4])}"
-                            f"{' ...' if len(misfits) > 4 else ''}")
-    model.load_state_dict({**ours, **theirs})
-    record = {"folder": str(folder), "sha256": weights_sha256(folder),
-              "kept_their_start": sorted(set(ours) - set(theirs))}
+    record = {"folder": str(folder), "sha256": weights_sha256(folder)}
+    if not misfits:
+        model.load_state_dict({**ours, **theirs})
+        record["kept_their_start"] = sorted(set(ours) - set(theirs))
+    else:  # fits only as the same gated model with fewer channels: it starts computing what that one does
+        try:
+            if not (hasattr(model, "widen_from") and type(source) is type(model)):
+                raise ValueError
+            model.widen_from(source)
+        except ValueError:
+            raise TrainingError(f"--init-from {folder}: its weights do not fit this model: {', '.join(misfits[:4])}"
+                                f"{' ...' if len(misfits) > 4 else ''}") from None
+        record["widened_from"] = source.config.hidden_channels
     metrics_path = folder / "metrics.json"
     if metrics_path.is_file():
         m = json.loads(metrics_path.read_text())

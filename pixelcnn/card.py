@@ -108,6 +108,10 @@ def _started_from(metrics: dict) -> str:
     if kept:
         names = ", ".join(f"`{k}`" for k in kept[:3]) + (" ..." if len(kept) > 3 else "")
         s += f"; its own weights ({names}) kept the new model's initial values (an embedding's: zero)"
+    if init.get("widened_from"):
+        s += (f", widened from {init['widened_from']} channels: their weights in the first channels of each "
+              f"stack and gate half, the new channels' weights into those zero, so that it started with the "
+              f"same logits")
     return s + ".\n"
 
 

@@ -28,7 +28,7 @@ head, which then reads their sum (as in WaveNet [2]) instead of the last layer's
     https://arxiv.org/abs/1609.03499
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
@@ -214,6 +214,43 @@ class GatedPixelCNN(nn.Module):
             if s is not None:
                 skips = skips + s
         return self.head(skips if self.config.skip else h)  # (B, 1, H, W)
+
+    @torch.no_grad()
+    def widen_from(self, source: "GatedPixelCNN") -> None:
+        """Copy a narrower model into this one so that it computes the same logits.
+
+        source must have this model's config but for fewer hidden_channels. Each weight of source
+        goes to the first channels of each stack, and to the first channels of each half (tanh,
+        sigmoid) of a gate's 2C; this model's extra channels keep their random start, except that
+        their weights into the channels source had are zeroed: those then see nothing new, and the
+        logits are source's. The zeroed weights still get gradients (the extra channels they read
+        are not zero), so training goes on from source with the extra width to use (as Net2Net's
+        wider networks, Chen et al. 2016, https://arxiv.org/abs/1511.05641).
+        """
+        cs, cb = source.config.hidden_channels, self.config.hidden_channels
+        if asdict(source.config) != asdict(self.config) | {"hidden_channels": cs} or cs > cb:
+            raise ValueError(f"can only widen a model of the same config but for fewer hidden_channels: "
+                             f"{source.config} into {self.config}")
+
+        def where(d_source: int, d_self: int) -> torch.Tensor:
+            """The indices in this model of a dimension's entries in source."""
+            if d_source == d_self:
+                return torch.arange(d_self)
+            if (d_source, d_self) == (2 * cs, 2 * cb):  # the two halves of a gate
+                return torch.cat([torch.arange(cs), cb + torch.arange(cs)])
+            if (d_source, d_self) == (cs, cb):
+                return torch.arange(cs)
+            raise ValueError(f"cannot place a dimension of {d_source} in one of {d_self}")
+
+        ours = self.state_dict()
+        for name, w in source.state_dict().items():
+            target = ours[name]
+            idx = [where(a, b) for a, b in zip(w.shape, target.shape)]
+            if target.dim() == 4 and len(idx[1]) < target.shape[1]:  # a convolution that gains inputs
+                new_in = torch.ones(target.shape[1], dtype=torch.bool)
+                new_in[idx[1]] = False
+                target[idx[0][:, None], new_in.nonzero()[:, 0]] = 0  # the old outputs read nothing new
+            target[torch.meshgrid(*idx, indexing="ij")] = w
 
     def step_cache(self, n: int, height: int, width: int, label=None, orientation=0):
         """The logits one pixel at a time, for fast sampling (see cached.py).

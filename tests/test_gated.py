@@ -314,3 +314,34 @@ def test_after_the_same_short_training_the_hybrid_loss_classifies_better():
         accuracy[w] = float((nats.argmin(1) == test_y).float().mean())  # argmax_y p(x | y)
     assert label_loss[30.0] < 0.6 * label_loss[0.0], label_loss  # measured: 0.76 against 2.12
     assert accuracy[30.0] > accuracy[0.0] + 0.2, accuracy  # measured: 77% against 42%
+
+
+@pytest.mark.parametrize("extra", [{}, {"skip": True}, {"n_orientations": 4}, {"n_labels": 0}])
+def test_a_widened_model_starts_with_the_narrow_ones_logits_and_can_learn_with_its_new_channels(extra):
+    torch.manual_seed(0)
+    shape = dict(first_kernel_size=5, kernel_size=3, n_layers=3, **extra)
+    narrow = GatedPixelCNN(GatedPixelCNNConfig(hidden_channels=4, **shape)).eval()
+    with torch.no_grad():  # embeddings that matter, as a trained model's do
+        for layer in narrow.layers:
+            for e in (layer.label, layer.orientation):
+                if e is not None:
+                    e.weight.normal_(std=0.5)
+    wide = GatedPixelCNN(GatedPixelCNNConfig(hidden_channels=7, **shape)).eval()
+    x = (torch.rand(6, 1, 12, 12) < 0.3).float()
+    label = torch.tensor([0, 3, 10, 5, 9, 1]) if narrow.config.n_labels else None
+    o = torch.tensor([0, 1, 2, 3, 0, 1]) if "n_orientations" in extra else 0
+    assert not torch.allclose(wide(x, label, o), narrow(x, label, o))
+    wide.widen_from(narrow)
+    assert torch.allclose(wide(x, label, o), narrow(x, label, o), atol=1e-6)
+    # the weights zeroed, from the new channels into the old ones, get gradients: the new width is used
+    F.binary_cross_entropy_with_logits(wide(x, label, o), x).backward()
+    grad = wide.layers[1].horizontal.weight.grad  # (2 * 7, 7, 1, 2): outputs (tanh half) 0..3 from inputs 4..6
+    assert not wide.layers[1].horizontal.weight[:4, 4:].any() and grad[:4, 4:].abs().sum() > 0
+
+
+def test_only_the_same_model_with_fewer_channels_widens():
+    small = GatedPixelCNN(GatedPixelCNNConfig(hidden_channels=4, n_layers=2))
+    for other in (dict(hidden_channels=3, n_layers=2), dict(hidden_channels=6, n_layers=3),
+                  dict(hidden_channels=6, n_layers=2, kernel_size=5)):
+        with pytest.raises(ValueError, match="can only widen"):
+            GatedPixelCNN(GatedPixelCNNConfig(**other)).widen_from(small)

@@ -708,7 +708,7 @@ def test_init_from_starts_a_four_orientation_model_as_the_saved_one(tiny_mnist, 
 
     # Weights that do not fit are a one-line error, before any training
     capsys.readouterr()
-    assert train.main(args(tiny_mnist, tmp_path, *gated, "--name", "bad", "--hidden-channels", "8",
+    assert train.main(args(tiny_mnist, tmp_path, *gated, "--name", "bad", "--hidden-channels", "2",
                            "--init-from", str(source))) == 1
     assert "do not fit this model" in _one_line_error(capsys)
     assert not (tmp_path / "checkpoints" / "bad.safetensors").exists()
@@ -799,6 +799,33 @@ def test_init_from_starts_a_four_orientation_model_as_the_saved_one(tiny_mnist, 
     assert train.main(args(tiny_mnist, again, *four, "--resume")) == 0
     resumed = load_file(again / "weights" / "four" / "model.safetensors")
     assert resumed.keys() == done.keys() and all(torch.equal(resumed[k], done[k]) for k in done)
+
+
+def test_init_from_a_narrower_model_widens_it(tiny_mnist, tmp_path, capsys):
+    """--hidden-channels 6 from a model of 4: before its first step the new model has the saved one's logits."""
+    gated = ["--model", "gated_pixelcnn", "--n-layers", "2", "--checkpoint-every", "0", "--epochs", "1"]
+    base = tmp_path / "base"
+    assert train.main(args(tiny_mnist, base, *gated, "--name", "narrow")) == 0
+    source = base / "weights" / "narrow"
+    seen = {}
+    real_fit = train.fit
+
+    def fit(model, *a, **kw):
+        seen["start"] = {k: v.clone() for k, v in model.state_dict().items()}
+        return real_fit(model, *a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train, "fit", fit)
+        assert train.main(args(tiny_mnist, tmp_path, *gated, "--name", "wide", "--hidden-channels", "6",
+                               "--init-from", str(source))) == 0
+    wide = GatedPixelCNN(load_model(tmp_path / "weights" / "wide").config).eval()
+    wide.load_state_dict(seen["start"])
+    narrow = load_model(source)
+    x = load_mnist(tiny_mnist, train=False)[0][:8]
+    assert torch.allclose(wide(x, 3), narrow(x, 3), atol=1e-5) and torch.allclose(wide(x), narrow(x), atol=1e-5)
+    m = _metrics_of(tmp_path, "wide")
+    assert m["init_from"]["widened_from"] == 4 and "kept_their_start" not in m["init_from"]
+    assert "widened from 4 channels" in (tmp_path / "weights" / "wide" / "README.md").read_text()
 
 
 def _metrics_of(tmp: Path, name: str) -> dict:
