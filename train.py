@@ -256,17 +256,18 @@ def initialise_from(model, folder: Path) -> dict:
     misfits = [f"{k} {tuple(v.shape)}" + (f" (here {tuple(ours[k].shape)})" if k in ours else " (not here)")
                for k, v in theirs.items() if k not in ours or ours[k].shape != v.shape]
     record = {"folder": str(folder), "sha256": weights_sha256(folder)}
+    misfit = TrainingError(f"--init-from {folder}: its weights do not fit this model: {', '.join(misfits[:4])}"
+                           f"{' ...' if len(misfits) > 4 else ''}")
     if not misfits:
         model.load_state_dict({**ours, **theirs})
         record["kept_their_start"] = sorted(set(ours) - set(theirs))
+    elif type(source) is not type(model) or not hasattr(model, "widen_from"):
+        raise misfit
     else:  # fits only as the same gated model with fewer channels: it starts computing what that one does
         try:
-            if not (hasattr(model, "widen_from") and type(source) is type(model)):
-                raise ValueError
             model.widen_from(source)
         except ValueError:
-            raise TrainingError(f"--init-from {folder}: its weights do not fit this model: {', '.join(misfits[:4])}"
-                                f"{' ...' if len(misfits) > 4 else ''}") from None
+            raise misfit from None
         record["widened_from"] = source.config.hidden_channels
     metrics_path = folder / "metrics.json"
     if metrics_path.is_file():

@@ -163,9 +163,10 @@ def main(argv=None) -> int:
                   f"(from {args.candidates} candidates{ess}) | {r['read']:.1%} | {r['match']:.1%} | | | | |",
                   flush=True)
             write(args, rows)
-    print(f"\nq: a classifier of the kept pixels ({args.epochs} epochs on {len(train[0]) - HELD_OUT:,} training "
-          f"digits, calibrated on {HELD_OUT:,} held out), on {len(test[0]):,} test digits. "
-          f"On {platform.platform()}, torch {torch.__version__}.")
+    if not args.skip_classifiers:
+        print(f"\nq: a classifier of the kept pixels ({args.epochs} epochs on {len(train[0]) - HELD_OUT:,} training "
+              f"digits, calibrated on {HELD_OUT:,} held out), on {len(test[0]):,} test digits.")
+    print(f"On {platform.platform()}, torch {torch.__version__}.")
     return 0
 
 
