@@ -22,7 +22,6 @@ import argparse
 import functools
 import hashlib
 import json
-import math
 import platform
 import sys
 import time
@@ -33,7 +32,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from pixelcnn import ORIENTATIONS, label_nats, load_model, marginal_nats, orientation_nats, sample, save_model
+from pixelcnn import (ORIENTATIONS, label_nats, label_scores, load_model, marginal_nats, mean_nats, orientation_nats,
+                      sample, save_model)
 from pixelcnn.card import RECIPE_TEST_LOSS, model_card
 from pixelcnn.data import load_mnist
 from pixelcnn.plotting import save_grid, save_loss_curve
@@ -372,10 +372,9 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device, kept: P
     if labelled:
         t0 = time.time()
         per_label = measured.nats("top first, each label", lambda x: label_nats(model, x))  # (n, labels)
-        top = math.log(labelled) - torch.logsumexp(-per_label, dim=1)  # (n,): -log p(x), top first
-        marginal = float(top.sum()) / (n * pixels)
-        given = float(per_label.gather(1, test[1][:, None]).sum()) / (n * pixels)
-        bayes = float((per_label.argmin(1) == test[1]).double().mean())  # argmax_y p(x | y), which bench_quality reuses
+        top = mean_nats(per_label)  # (n,): -log p(x), top first
+        scores = label_scores(per_label, test[1], pixels)  # Bayes accuracy argmax_y p(x | y) is what bench_quality reuses
+        marginal, given, bayes = scores["test_loss_marginal"], scores["test_loss_given"], scores["bayes_accuracy"]
         result.update(test_loss_marginal=marginal, test_loss_given=given, bayes_accuracy=bayes,
                       marginal_seconds=round(time.time() - t0, 1))
         print(f"{folder}: test loss {marginal:.4f} nats per pixel ({marginal * pixels:.2f} nats per image) "
@@ -390,7 +389,7 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device, kept: P
                 marginal_nats, model, orientation=o)) for o in range(1, orientations)], dim=1)  # (n, O): -log p_o(x)
         else:
             per = measured.nats("each orientation", lambda x: orientation_nats(model, x))
-        orders = float((math.log(orientations) - torch.logsumexp(-per, dim=1)).sum()) / (n * pixels)
+        orders = float(mean_nats(per).mean()) / pixels
         each = (per.sum(0) / (n * pixels)).tolist()
         result.update(test_loss_orders=orders, test_loss_each_orientation=dict(zip(ORIENTATIONS, each)),
                       orders_seconds=round(time.time() - t0, 1))

@@ -14,7 +14,6 @@ all of them to read the table.
 import argparse
 import itertools
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from pixelcnn import label_nats, load_model  # noqa: E402
+from pixelcnn import label_nats, label_scores, load_model, mean_nats  # noqa: E402
 from pixelcnn.data import load_mnist  # noqa: E402
 from pixelcnn.weights import local_folder, weights_sha256  # noqa: E402
 from train import Measured  # noqa: E402
@@ -44,18 +43,9 @@ def per_label_nats(name: str, images: torch.Tensor, cache: Path) -> torch.Tensor
     return nats
 
 
-def scores(nats: torch.Tensor, labels: torch.Tensor, pixels: int = 784) -> dict:
-    """Bayes accuracy, and -log p(x) marginalised and given the label (nats per pixel), of per-label nats (N, labels)."""
-    marginal = math.log(nats.shape[1]) - torch.logsumexp(-nats, dim=1)
-    return {"bayes_accuracy": float((nats.argmin(1) == labels).double().mean()),
-            "test_loss_marginal": float(marginal.mean()) / pixels,
-            "test_loss_given": float(nats.gather(1, labels[:, None]).mean()) / pixels}
-
-
 def mixture(per_model: list[torch.Tensor]) -> torch.Tensor:
     """-log of the mean over models of p_m(x | y): (N, labels)."""
-    stacked = -torch.stack(per_model)  # (M, N, labels) log p_m(x | y)
-    return math.log(len(per_model)) - torch.logsumexp(stacked, dim=0)
+    return mean_nats(torch.stack(per_model), dim=0)
 
 
 def main(argv=None) -> int:
@@ -74,11 +64,12 @@ def main(argv=None) -> int:
         images, labels = images[:args.limit], labels[:args.limit]
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
+    pixels = images[0].numel()
     nats = {name: per_label_nats(name, images, cache) for name in args.models}
-    rows = [dict(models=[name], **scores(v, labels)) for name, v in nats.items()]
+    rows = [dict(models=[name], **label_scores(v, labels, pixels)) for name, v in nats.items()]
     for k in range(2, len(nats) + 1):
         for names in itertools.combinations(nats, k):
-            rows.append(dict(models=list(names), **scores(mixture([nats[n] for n in names]), labels)))
+            rows.append(dict(models=list(names), **label_scores(mixture([nats[n] for n in names]), labels, pixels)))
     print(f"\n{len(images):,} test digits\n")
     print("| model | Bayes accuracy | -log p(x), marginalised | given the label |")
     print("| --- | ---: | ---: | ---: |")

@@ -973,6 +973,37 @@ def label_nats(model, images: torch.Tensor, batch_size: int = 100, orientation: 
     return torch.cat(out)
 
 
+def mean_nats(nats: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """-log of the mean of p over `dim`, given -log p: the nats of an equal mixture.
+
+    The mixture may be over labels (p(x) = mean_y p(x | y)), orientations or models; each
+    is a density of its own where every term is.
+
+    Returns:
+        `nats` without `dim`, in float64.
+    """
+    nats = nats.double()
+    return math.log(nats.shape[dim]) - torch.logsumexp(-nats, dim=dim)
+
+
+def label_scores(per_label: torch.Tensor, labels: torch.Tensor, pixels: int) -> dict:
+    """What per-label nats (N, n_labels), -log p(x | y) of N digits, say of a labelled density.
+
+    Returns:
+        bayes_accuracy: the share of the digits argmax_y p(x | y) gives their true label.
+        test_loss_marginal: -log p(x) with p(x) the mean of p(x | y), in nats per pixel.
+        test_loss_given: -log p(x | the true label), in nats per pixel.
+        label_nats: -log p(the true label | x) with p(y) uniform, in nats per digit.
+    """
+    per_label = per_label.double()
+    given = per_label.gather(1, labels[:, None])[:, 0]
+    marginal = mean_nats(per_label)
+    return {"bayes_accuracy": float((per_label.argmin(1) == labels).double().mean()),
+            "test_loss_marginal": float(marginal.mean()) / pixels,
+            "test_loss_given": float(given.mean()) / pixels,
+            "label_nats": float((given - marginal).mean()) + math.log(per_label.shape[1])}
+
+
 def marginal_nats(model, images: torch.Tensor, batch_size: int = 100, orientation: int = 0) -> torch.Tensor:
     """-log p(image) of a labelled model, p(image) = the mean over its labels of p(image | label).
 
@@ -982,8 +1013,7 @@ def marginal_nats(model, images: torch.Tensor, batch_size: int = 100, orientatio
     Returns:
         (B,) nats, on the CPU.
     """
-    log_p = -label_nats(model, images, batch_size, orientation).double()  # (B, n_labels)
-    return (math.log(log_p.shape[1]) - torch.logsumexp(log_p, dim=1)).float()
+    return mean_nats(label_nats(model, images, batch_size, orientation)).float()
 
 
 def orientation_nats(model, images: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
@@ -1011,5 +1041,4 @@ def orders_nats(model, images: torch.Tensor, batch_size: int = 100) -> torch.Ten
     Returns:
         (B,) nats, on the CPU.
     """
-    log_p = -orientation_nats(model, images, batch_size).double()  # (B, O)
-    return (math.log(log_p.shape[1]) - torch.logsumexp(log_p, dim=1)).float()
+    return mean_nats(orientation_nats(model, images, batch_size)).float()

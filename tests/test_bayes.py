@@ -1,10 +1,13 @@
-"""benchmarks/bayes.py: the mixture of labelled models it scores, and the figures it reads off per-label nats."""
+"""benchmarks/bayes.py: the mixture of labelled models it scores, and the figures pixelcnn.label_scores reads off
+per-label nats (train.py --evaluate, bayes.py and hybrid.py all report them)."""
 
 import importlib.util
 import math
 from pathlib import Path
 
 import torch
+
+import pixelcnn
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("bayes", ROOT / "benchmarks" / "bayes.py")
@@ -27,8 +30,11 @@ def test_the_mixture_is_the_mean_of_the_models_probabilities():
 def test_the_scores_of_per_label_nats():
     nats = torch.tensor([[1.0, 3.0, 5.0], [2.0, 1.0, 9.0], [4.0, 2.0, 3.0], [0.5, 0.7, 0.2]], dtype=torch.float64)
     labels = torch.tensor([0, 1, 2, 0])
-    s = bayes.scores(nats, labels)
+    s = pixelcnn.label_scores(nats, labels, pixels=784)
     assert s["bayes_accuracy"] == 0.5  # digits 0 and 1 are argmin at their label; 2 and 3 are not
     assert math.isclose(s["test_loss_given"], (1 + 1 + 3 + 0.5) / 4 / 784)
     marginal = [math.log(3) - math.log(sum(math.exp(-v) for v in row)) for row in nats.tolist()]
     assert math.isclose(s["test_loss_marginal"], sum(marginal) / 4 / 784)
+    posterior = torch.softmax(-nats, dim=1)  # p(y | x), p(y) uniform
+    assert math.isclose(s["label_nats"], float(-posterior[torch.arange(4), labels].log().mean()))
+    torch.testing.assert_close(pixelcnn.mean_nats(nats), torch.tensor(marginal, dtype=torch.float64))
