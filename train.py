@@ -372,8 +372,7 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device, kept: P
     if labelled:
         t0 = time.time()
         per_label = measured.nats("top first, each label", lambda x: label_nats(model, x))  # (n, labels)
-        top = mean_nats(per_label)  # (n,): -log p(x), top first
-        scores = label_scores(per_label, test[1], pixels)  # Bayes accuracy argmax_y p(x | y) is what bench_quality reuses
+        scores = label_scores(per_label, test[1], pixels)  # its Bayes accuracy is what bench_quality reuses
         marginal, given, bayes = scores["test_loss_marginal"], scores["test_loss_given"], scores["bayes_accuracy"]
         result.update(test_loss_marginal=marginal, test_loss_given=given, bayes_accuracy=bayes,
                       marginal_seconds=round(time.time() - t0, 1))
@@ -385,7 +384,7 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device, kept: P
     if orientations > 1:
         t0 = time.time()
         if labelled:  # top first is measured above: the other orientations, each marginalised over the labels
-            per = torch.stack([top] + [measured.nats(f"{ORIENTATIONS[o]} first", functools.partial(
+            per = torch.stack([mean_nats(per_label)] + [measured.nats(f"{ORIENTATIONS[o]} first", functools.partial(
                 marginal_nats, model, orientation=o)) for o in range(1, orientations)], dim=1)  # (n, O): -log p_o(x)
         else:
             per = measured.nats("each orientation", lambda x: orientation_nats(model, x))

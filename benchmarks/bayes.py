@@ -39,7 +39,8 @@ def per_label_nats(name: str, images: torch.Tensor, cache: Path) -> torch.Tensor
     t0 = time.perf_counter()
     nats = measured.nats("each label", lambda x: label_nats(model, x))
     if done < len(images):
-        print(f"{name}: {len(images) - done:,} digits x {nats.shape[1]} labels in {time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"{name}: {len(images) - done:,} digits x {nats.shape[1]} labels in {time.perf_counter() - t0:.0f} s",
+              flush=True)
     return nats
 
 

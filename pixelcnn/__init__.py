@@ -14,7 +14,8 @@ from .weights import ModelLoadError, list_models, load_model, save_model
 __all__ = ["MaskedConv2d", "causal_mask", "PixelCNN", "PixelCNNConfig", "GatedPixelCNN", "GatedPixelCNNConfig",
            "receptive_field", "blind_spot", "sample",
            "sample_plain", "sample_stream", "SampleStep", "probabilities", "surprise", "Surprise",
-           "label_nats", "label_scores", "marginal_nats", "mean_nats", "orders_nats", "orientation_nats", "DROPPED", "complete", "complete_stream",
+           "label_nats", "label_scores", "marginal_nats", "mean_nats", "orders_nats", "orientation_nats", "DROPPED",
+           "complete", "complete_stream",
            "best_orientation", "exact_orientation", "ORIENTATIONS", "orient", "unorient",
            "ModelLoadError", "list_models", "load_model", "save_model", "from_drawing", "from_marked_drawing",
            "DrawingError"]
