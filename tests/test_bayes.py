@@ -2,9 +2,11 @@
 per-label nats (train.py --evaluate, bayes.py and hybrid.py all report them)."""
 
 import importlib.util
+import json
 import math
 from pathlib import Path
 
+import pytest
 import torch
 
 import pixelcnn
@@ -38,3 +40,24 @@ def test_the_scores_of_per_label_nats():
     posterior = torch.softmax(-nats, dim=1)  # p(y | x), p(y) uniform
     assert math.isclose(s["label_nats"], float(-posterior[torch.arange(4), labels].log().mean()))
     torch.testing.assert_close(pixelcnn.mean_nats(nats), torch.tensor(marginal, dtype=torch.float64))
+
+
+def test_a_part_of_a_set_is_kept_apart_from_the_whole_sets_rows(tiny_mnist, tmp_path, capsys):
+    """--limit and --train measure other digits: they never replace the hour-long rows of the whole test set."""
+    torch.manual_seed(0)
+    config = pixelcnn.GatedPixelCNNConfig(hidden_channels=4, first_kernel_size=3, kernel_size=3, n_layers=2)
+    folder = str(pixelcnn.save_model(pixelcnn.GatedPixelCNN(config).eval(), tmp_path / "tiny"))
+    cache = tmp_path / "cache"
+    run = ["--models", folder, "--data-dir", str(tiny_mnist), "--cache", str(cache), "--threads", "1"]
+    assert bayes.main(run + ["--json", str(tmp_path / "test.json")]) == 0
+    whole = (cache / "tiny.safetensors").read_bytes()
+    assert bayes.main(run + ["--limit", "8"]) == 0
+    assert bayes.main(run + ["--train", "--limit", "8", "--json", str(tmp_path / "train.json")]) == 0
+    assert (cache / "tiny.safetensors").read_bytes() == whole  # the whole test set's rows, untouched
+    assert all((cache / part / "tiny.safetensors").is_file() for part in ("test-first-8", "train-first-8"))
+    test, train = (json.loads((tmp_path / f).read_text()) for f in ("test.json", "train.json"))
+    assert (test["split"], test["digits"], train["split"], train["digits"]) == ("test", 64, "train", 8)
+    assert train["rows"][0]["test_loss_marginal"] != test["rows"][0]["test_loss_marginal"]  # other digits
+    assert "the first 8 train digits" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # the whole training set is not what --train is for
+        bayes.main(run + ["--train"])
