@@ -72,6 +72,8 @@ def parse_args(argv=None):
     p.add_argument("--n-labels", type=int, default=10, help="gated_pixelcnn: digit labels, 0 for none")
     p.add_argument("--label-dropout", type=float, default=0.2, help="gated_pixelcnn: how often a label is dropped")
     p.add_argument("--skip", action="store_true", help="gated_pixelcnn: skip connections from every layer to the head")
+    p.add_argument("--dropout", type=float, default=0.0,
+                   help="gated_pixelcnn: dropout on each layer's gated features in training (default: none)")
     p.add_argument("--n-orientations", type=int, default=1, choices=(1, 4),
                    help="gated_pixelcnn: 4 to see each digit top, bottom, left or right first (default: %(default)s)")
     p.add_argument("--classify-weight", type=float, default=0.0,
@@ -128,7 +130,7 @@ def model_config(args):
     return config_cls(hidden_channels=args.hidden_channels, first_kernel_size=args.first_kernel_size,
                       kernel_size=args.kernel_size, n_layers=args.n_layers, n_labels=args.n_labels,
                       label_dropout=args.label_dropout, skip=args.skip, n_orientations=args.n_orientations,
-                      classify_weight=args.classify_weight, classify_batch=args.classify_batch)
+                      classify_weight=args.classify_weight, classify_batch=args.classify_batch, dropout=args.dropout)
 
 
 def main(argv=None) -> int:

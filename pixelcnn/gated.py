@@ -53,6 +53,7 @@ class GatedPixelCNNConfig:
     n_orientations: int = 1  # 1: top first only; 4: also bottom, left and right first (orders.py)
     classify_weight: float = 0.0  # training only: weight of -log p(label | image), by Bayes' rule (see loss)
     classify_batch: int = 8  # training only: the images of each batch that the weight above scores
+    dropout: float = 0.0  # training only: dropout on each layer's gated features, before its 1x1 out
 
     def __post_init__(self):
         if self.model_type != "gated_pixelcnn":
@@ -64,6 +65,8 @@ class GatedPixelCNNConfig:
             raise ValueError(f"hidden_channels and n_layers must be >= 1, n_labels >= 0, got {self}")
         if not 0 <= self.label_dropout <= 1:
             raise ValueError(f"label_dropout must be in [0, 1], got {self.label_dropout}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.n_orientations not in (1, 4):
             raise ValueError(f"n_orientations must be 1 or 4, got {self.n_orientations!r}")
         if self.classify_weight < 0 or self.classify_batch < 1 or (self.classify_weight and not self.n_labels):
@@ -97,7 +100,7 @@ class GatedLayer(nn.Module):
     """
 
     def __init__(self, in_channels: int, channels: int, kernel_size: int, n_labels: int, residual: bool,
-                 skip: bool = False, n_orientations: int = 1):
+                 skip: bool = False, n_orientations: int = 1, dropout: float = 0.0):
         super().__init__()
         k = kernel_size
         self.k = k
@@ -107,6 +110,7 @@ class GatedLayer(nn.Module):
         self.link = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.out = nn.Conv2d(channels, channels, 1)
         self.skip = nn.Conv2d(channels, channels, 1) if skip else None
+        self.dropout = nn.Dropout(dropout) if dropout else None  # training only: nn.Dropout is the identity in eval
         self.label = nn.Embedding(n_labels + 1, 2 * channels) if n_labels else None  # the last row: "no label"
         self.orientation = nn.Embedding(n_orientations, 2 * channels) if n_orientations > 1 else None
         for embedding in (self.label, self.orientation):
@@ -130,6 +134,8 @@ class GatedLayer(nn.Module):
             y = y[:, :, None, None]  # (B, 2C, 1, 1)
             v_pre, h_pre = v_pre + y, h_pre + y
         h_gated = gate(h_pre)  # (B, C, H, W)
+        if self.dropout is not None:
+            h_gated = self.dropout(h_gated)
         h_out = self.out(h_gated)
         if self.residual:
             h_out = h_out + h
@@ -143,7 +149,7 @@ class GatedPixelCNN(nn.Module):
         super().__init__()
         self.config = config
         c = config.hidden_channels
-        extra = dict(skip=config.skip, n_orientations=config.n_orientations)
+        extra = dict(skip=config.skip, n_orientations=config.n_orientations, dropout=config.dropout)
         self.layers = nn.ModuleList(
             [GatedLayer(1, c, config.first_kernel_size, config.n_labels, residual=False, **extra)]
             + [GatedLayer(c, c, config.kernel_size, config.n_labels, residual=True, **extra)

@@ -250,7 +250,8 @@ def test_an_unlabelled_model_has_no_label_likelihoods():
 
 
 @pytest.mark.parametrize("kw", [{"kernel_size": 4}, {"first_kernel_size": 1}, {"n_layers": 0},
-                                {"label_dropout": 1.5}, {"n_labels": -1}, {"model_type": "pixelcnn"}])
+                                {"label_dropout": 1.5}, {"n_labels": -1}, {"model_type": "pixelcnn"}, {"dropout": 1.0},
+                                {"dropout": -0.1}])
 def test_config_validation(kw):
     with pytest.raises(ValueError):
         GatedPixelCNNConfig(**kw)
@@ -264,6 +265,31 @@ def test_saves_and_loads_by_model_type(tmp_path):
     x = torch.zeros(1, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(loaded(x, 5), model(x, 5))
+
+
+
+def test_dropout_acts_in_training_only_and_keeps_the_weights_of_a_model_without_it(tmp_path):
+    torch.manual_seed(0)
+    shape = dict(hidden_channels=8, first_kernel_size=5, kernel_size=3, n_layers=3)
+    plain = GatedPixelCNN(GatedPixelCNNConfig(**shape))
+    dropped = GatedPixelCNN(GatedPixelCNNConfig(dropout=0.3, **shape))
+    dropped.load_state_dict(plain.state_dict())  # the same weights: dropout has none of its own
+    x, label = (torch.rand(4, 1, 12, 12) < 0.3).float(), torch.tensor([1, 2, 3, 4])
+    with torch.no_grad():
+        assert torch.equal(dropped.eval()(x, label), plain.eval()(x, label))  # in eval: the identity
+        dropped.train()
+        a, b = dropped(x, label), dropped(x, label)
+        assert not torch.allclose(a, b) and not torch.allclose(a, plain(x, label))  # in training: random
+        layer = dropped.layers[1]  # each layer's gated features are what it drops, a share of 0.3 of them
+        features = []
+        hook = layer.dropout.register_forward_hook(lambda m, i, o: features.append((o == 0) & (i[0] != 0)))
+        dropped(x.repeat(16, 1, 1, 1), label.repeat(16))
+        hook.remove()
+        assert 0.27 < features[0].float().mean() < 0.33
+    loaded = load_model(save_model(dropped, tmp_path / "d"))
+    assert loaded.config.dropout == 0.3 and not loaded.training
+    with torch.no_grad():
+        assert torch.equal(loaded(x, label), plain(x, label))
 
 
 # ---- the hybrid loss: -log p(x | y) - w log p(y | x) ----

@@ -512,15 +512,16 @@ def test_a_failed_push_is_a_one_line_error_and_keeps_the_weights(tiny_mnist, tmp
 
 def test_trains_the_gated_model_and_resumes_it_exactly(tiny_mnist, tmp_path, kill_at, capsys):
     gated = ["--model", "gated_pixelcnn", "--name", "gated", "--n-layers", "2", "--lr-schedule", "cosine",
-             "--checkpoint-every", "0"]
+             "--checkpoint-every", "0", "--dropout", "0.1"]  # dropout draws random numbers: resumed all the same
     ref = tmp_path / "ref"
     assert train.main(args(tiny_mnist, ref, *gated)) == 0
     m = json.loads((ref / "weights" / "gated" / "metrics.json").read_text())
     assert m["model_config"]["model_type"] == "gated_pixelcnn" and m["model_config"]["n_labels"] == 10
-    assert m["train_config"]["lr_schedule"] == "cosine"
+    assert m["model_config"]["dropout"] == 0.1 and m["train_config"]["lr_schedule"] == "cosine"
     assert m["history"][-1]["test_loss"] < m["history"][0]["test_loss"]
     card = (ref / "weights" / "gated" / "README.md").read_text()
     assert "--model gated_pixelcnn" in card and "--lr-schedule cosine" in card and "gated PixelCNN" in card
+    assert "--dropout 0.1" in card
     assert (ref / "results" / "gated_samples.png").is_file()
 
     # --evaluate: the loss with the label dropped, and with p(x) marginalised over the labels
