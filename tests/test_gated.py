@@ -267,7 +267,6 @@ def test_saves_and_loads_by_model_type(tmp_path):
         assert torch.equal(loaded(x, 5), model(x, 5))
 
 
-
 def test_dropout_acts_in_training_only_and_keeps_the_weights_of_a_model_without_it(tmp_path):
     torch.manual_seed(0)
     shape = dict(hidden_channels=8, first_kernel_size=5, kernel_size=3, n_layers=3)
