@@ -305,7 +305,8 @@ def test_sigterm_from_outside_stops_the_process_with_every_step_kept(tiny_mnist,
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
-        if steps_file.exists() and steps_file.read_text().isdigit() and int(steps_file.read_text()) >= STEPS + 2:
+        said = steps_file.read_text() if steps_file.exists() else ""  # read once: the writer truncates, then writes
+        if said.isdigit() and int(said) >= STEPS + 2:
             break
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)  # during epoch 2's second step (or later)
