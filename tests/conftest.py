@@ -7,6 +7,7 @@ import atexit
 import gzip
 import os
 import shutil
+import signal
 import struct
 import sys
 import tempfile
@@ -34,6 +35,28 @@ torch.set_num_threads(1)
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: starts Python subprocesses (torchrun, the Hub client, a kill); "
                                        "-m 'not slow' skips them")
+
+
+_LEFT_SIGNAL_HANDLERS = []  # (test, signal name): what a test left installed, restored after it
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers(request):
+    """Give every test the SIGINT/SIGTERM handlers it started with back after it, and note who changed them.
+
+    A handler left behind (by a test, or a library it started) changes what a signal does in every
+    later test; train.py's second-signal test failed in the full suite for that reason."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in before.items():
+        if signal.getsignal(s) is not handler:
+            _LEFT_SIGNAL_HANDLERS.append((request.node.nodeid, signal.Signals(s).name))
+            signal.signal(s, handler)
+
+
+def pytest_terminal_summary(terminalreporter):
+    for nodeid, name in _LEFT_SIGNAL_HANDLERS:
+        terminalreporter.write_line(f"{nodeid} left a {name} handler installed (restored after it)")
 
 
 def write_idx(path: Path, array: torch.Tensor, gz: bool = False) -> Path:
