@@ -384,6 +384,24 @@ class GatedPixelCNNCache:
                             nxt))
             self.plan.append(row)
         self.halve = halved(np.ones(2 * hidden, np.float32))  # [1 .. 1 | 1/2 .. 1/2]
+        # And every view _vertical_row needs (views stay valid: the arrays are only ever written in place).
+        # windows: what column j of a row sees, columns j .. j + 2c (padded) of each of its c + 1 input rows, side
+        # by side, (n, W, c + 1, k * in); the first layer's for every row of the image at once, (n, H, ...).
+        self.vertical_plan = []
+        for number, (layer, after) in enumerate(zip(self.layers, self.layers[1:] + [None])):
+            c, v = layer.c, layer.v
+            s = v.strides
+            if number == 0:
+                windows = as_strided(v, (n, height, width, c + 1, (2 * c + 1) * v.shape[-1]),
+                                     (s[0], s[1], s[2], s[1], s[3]), writeable=False)
+            else:
+                windows = as_strided(v, (n, width, c + 1, (2 * c + 1) * v.shape[-1]), (s[0], s[2], s[1], s[3]),
+                                     writeable=False)
+            f, g = np.split(layer.v_gate, 2, axis=-1)
+            into = None if after is None else (  # the next layer's rows move up one, then row i goes in
+                [(after.v[:, r], after.v[:, r + 1]) for r in range(after.c)],
+                after.v[:, after.c, after.c:after.c + width])
+            self.vertical_plan.append((layer, windows, layer.v_pre.reshape(n * width, -1), f, g, into))
         self.row, self.done = -1, 0  # the row being drawn; how many rows the vertical stack has done
         self.zero = np.float32(0)
 
@@ -431,27 +449,23 @@ class GatedPixelCNNCache:
 
     def _vertical_row(self, i: int) -> None:
         """Every layer's vertical stack at row i: pre-activations, and the gated output into the next layer."""
-        n, width = self.n, self.width
-        for layer, after in zip(self.layers, self.layers[1:] + [None]):
-            c = layer.c
-            # (n, c + 1, W + 2c, in): rows i - c .. i (the first layer keeps the whole image, the others these rows)
-            rows = layer.v[:, i:i + c + 1] if layer is self.layers[0] else layer.v
-            s = rows.strides  # what column j sees: columns j .. j + 2c (padded) of each row, side by side
-            windows = as_strided(rows, (n, width, c + 1, (2 * c + 1) * rows.shape[-1]), (s[0], s[2], s[1], s[3]),
-                                 writeable=False)  # (n, W, c + 1, k * in)
-            np.matmul(windows.reshape(n * width, -1), layer.w_v, out=layer.v_pre.reshape(n * width, -1))
+        rows = self.n * self.width
+        for number, (layer, windows, v_pre, f, g, into) in enumerate(self.vertical_plan):
+            if number == 0:  # it keeps the whole image: rows i - c .. i of it; the others keep just these rows
+                windows = windows[:, i]
+            np.matmul(windows.reshape(rows, -1), layer.w_v, out=v_pre)  # (n * W, (c + 1) * k * in) @ (.., 2C)
             np.add(layer.v_pre, layer.b_v, out=layer.v_pre)  # (n, W, 2C)
-            if after is None:  # the last layer's vertical output goes nowhere
+            if into is None:  # the last layer's vertical output goes nowhere
                 break
             z = np.multiply(layer.v_pre, self.halve, out=layer.v_gate)
             np.add(z, layer.y, out=z)
             np.tanh(z, out=z)  # [tanh(f) | tanh(g / 2)]
-            f, g = np.split(z, 2, axis=-1)
             np.multiply(g, 0.5, out=g)
             np.add(g, 0.5, out=g)  # sigmoid(g)
-            for r in range(after.c):  # the next layer's rows move up one: i - c + 1 .. i - 1, then row i
-                after.v[:, r] = after.v[:, r + 1]
-            np.multiply(f, g, out=after.v[:, after.c, after.c:after.c + width])
+            moves, new_row = into
+            for to, source in moves:
+                to[...] = source
+            np.multiply(f, g, out=new_row)
         self.done = i + 1
 
     def _start_row(self, i: int) -> None:
