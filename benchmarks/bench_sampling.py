@@ -7,23 +7,34 @@
     python benchmarks/bench_sampling.py --model pixelcnn --random gated_pixelcnn   # side by side
     python benchmarks/bench_sampling.py --big 256            # also 256 digits on one thread and on two
     python benchmarks/bench_sampling.py --model gated-pixelcnn-5x5 --guidance 0 1   # unguided and guided, side by side
+    python benchmarks/bench_sampling.py --model gated-pixelcnn-5x5 --against HEAD~1  # a commit's sampler, in turn
 
 Prints a markdown table: one digit, and 16 digits at once, in milliseconds, with the ratio,
 for each model, and 256 digits drawn by one thread or split over two (--big). It also checks
-that the samplers draw the same pixels.
+that the samplers draw the same pixels. With --against REV, the cached sampler of git revision
+REV (its pixelcnn package, with the same weights) and the working tree's are timed in turn, in
+one run, so that a change is measured against the code before it on the same machine and load.
 """
 
 import argparse
+import importlib
+import io
 import os
 import platform
+import re
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 import pixelcnn  # noqa: E402
 from pixelcnn.weights import MODEL_TYPES, build_model  # noqa: E402
 
@@ -47,7 +58,15 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     p.add_argument("--big", type=int, default=256,
                    help="digits of the two-core table: one shard against two, side by side (0: skip it)")
+    p.add_argument("--against", metavar="REV",
+                   help="also time git revision REV's cached sampler against the working tree's, in turn")
     args = p.parse_args(argv)
+    if args.against:
+        try:
+            args.against_package = package_at(args.against)
+        except (subprocess.CalledProcessError, OSError) as e:
+            p.error(f"--against {args.against}: could not read pixelcnn/ at that revision with git "
+                    f"({getattr(e, 'stderr', b'').decode(errors='replace').strip() or e})")
     if args.repeats < 1 or args.plain_repeats < 1 or not 1 <= args.plain_pixels <= 784 or min(args.sizes) < 1:
         p.error("--repeats and --plain-repeats must be >= 1, --plain-pixels in 1..784, --sizes >= 1")
     return args
@@ -63,6 +82,44 @@ def load(args) -> list[tuple[torch.nn.Module, str]]:
         torch.manual_seed(0)
         models.append((build_model({"model_type": kind}).eval(), f"random {kind}"))
     return models
+
+
+def package_at(rev: str):
+    """The pixelcnn package as it is at git revision rev, imported under a name of its own."""
+    archive = subprocess.run(["git", "archive", rev, "pixelcnn"], cwd=ROOT, capture_output=True, check=True).stdout
+    folder = Path(tempfile.mkdtemp(prefix="pixelcnn-at-"))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    name = "pixelcnn_at_" + re.sub(r"\W", "_", rev)
+    (folder / "pixelcnn").rename(folder / name)
+    sys.path.insert(0, str(folder))
+    return importlib.import_module(name)
+
+
+def against(models, args) -> bool:
+    """Print REV's cached sampler against the working tree's, timed in turn; True if they draw the same pixels."""
+    old = args.against_package
+    print(f"\nThe cached sampler at {args.against} and now, the same weights, timed in turn (median of {args.repeats})\n")
+    print(f"| model | digits | {args.against} (ms) | now (ms) | speed-up | same pixels |")
+    print("| :--- | ---: | ---: | ---: | ---: | :---: |")
+    same = True
+    for model, name, kw in runs(models, args):
+        then = old.weights.build_model(asdict(model.config)).eval()
+        then.load_state_dict(model.state_dict())
+        for n in args.sizes:
+            times, out = {old: [], pixelcnn: []}, {}
+            for package, m in ((old, then), (pixelcnn, model)):
+                package.sample(m, n, **kw)  # warm-up
+            for _ in range(args.repeats):
+                for package, m in ((old, then), (pixelcnn, model)):  # in turn: a change in load hits both
+                    t0 = time.perf_counter()
+                    out[package] = package.sample(m, n, **kw)
+                    times[package].append((time.perf_counter() - t0) * 1e3)
+            before, now = statistics.median(times[old]), statistics.median(times[pixelcnn])
+            equal = torch.equal(out[old], out[pixelcnn])
+            same = same and equal
+            print(f"| {name} | {n} | {before:,.1f} | {now:,.1f} | {before / now:.2f}x | {'yes' if equal else 'NO'} |")
+    return same
 
 
 def timed(fn, repeats: int) -> tuple[float, float, torch.Tensor]:
@@ -132,6 +189,8 @@ def main(argv=None) -> int:
             equal = torch.equal(out[1], out[2])
             same = same and equal
             print(f"| {name} | {one:,.0f} | {two:,.0f} | {one / two:.2f}x | {'yes' if equal else 'NO'} |")
+    if args.against:
+        same = against(models, args) and same
     return 0 if same else 1
 
 
