@@ -37,26 +37,33 @@ def pytest_configure(config):
                                        "-m 'not slow' skips them")
 
 
-_LEFT_SIGNAL_HANDLERS = []  # (test, signal name): what a test left installed, restored after it
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_FIRST_HANDLERS = {s: signal.getsignal(s) for s in _SIGNALS}  # as the session started
+_LEFT_SIGNAL_HANDLERS = []  # (where, signal name): what was left installed, and restored
+
+
+def _restore_handlers(where: str) -> None:
+    for s, handler in _FIRST_HANDLERS.items():
+        if signal.getsignal(s) is not handler:
+            _LEFT_SIGNAL_HANDLERS.append((where, signal.Signals(s).name))
+            signal.signal(s, handler)
 
 
 @pytest.fixture(autouse=True)
 def _restore_signal_handlers(request):
-    """Give every test the SIGINT/SIGTERM handlers it started with back after it, and note who changed them.
+    """Run every test with the SIGINT/SIGTERM handlers the session started with, and note who changed them.
 
-    A handler left behind (by a test, or a library it started) changes what a signal does in every
-    later test; train.py's second-signal test failed in the full suite for that reason."""
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    A handler left behind (by a test, a fixture of a wider scope, or a library they started) changes
+    what a signal does in every later test; train.py's second-signal test failed in the full suite
+    for that reason."""
+    _restore_handlers(f"before {request.node.nodeid} (a fixture)")
     yield
-    for s, handler in before.items():
-        if signal.getsignal(s) is not handler:
-            _LEFT_SIGNAL_HANDLERS.append((request.node.nodeid, signal.Signals(s).name))
-            signal.signal(s, handler)
+    _restore_handlers(request.node.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter):
-    for nodeid, name in _LEFT_SIGNAL_HANDLERS:
-        terminalreporter.write_line(f"{nodeid} left a {name} handler installed (restored after it)")
+    for where, name in _LEFT_SIGNAL_HANDLERS:
+        terminalreporter.write_line(f"{where} left a {name} handler installed (restored)")
 
 
 def write_idx(path: Path, array: torch.Tensor, gz: bool = False) -> Path:
