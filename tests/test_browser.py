@@ -134,12 +134,24 @@ def settle(page, quiet_ms: int = 1000):
             return
 
 
-def test_draw_complete_and_screenshot(page, shots):
-    first_model = page.get_by_label("Model").first.input_value()
-    flagship = pixelcnn.weights.DEFAULT_MODEL  # the README's first picture shows the model the app opens with
+def pick_model(page, name: str) -> str:
+    """Choose a model in the page's picker; return the one chosen before."""
+    before = page.get_by_label("Model").first.input_value()
+    page.get_by_label("Model").first.click()
+    page.get_by_role("option", name=name, exact=True).click()
+    return before
+
+
+def pick_flagship(page) -> str:
+    """Choose the model the app opens with, if it is shipped (the screenshots show it); return the one before."""
+    flagship = pixelcnn.weights.DEFAULT_MODEL
     if flagship in pixelcnn.list_models():
-        page.get_by_label("Model").first.click()
-        page.get_by_role("option", name=flagship, exact=True).click()
+        return pick_model(page, flagship)
+    return page.get_by_label("Model").first.input_value()
+
+
+def test_draw_complete_and_screenshot(page, shots):
+    first_model = pick_flagship(page)  # the README's first picture
     page.get_by_role("tab", name="Complete").click()
     tab = page.locator("div[role=tabpanel]:visible")
     canvas = tab.locator(".sketch canvas").first
@@ -162,8 +174,7 @@ def test_draw_complete_and_screenshot(page, shots):
         tab.get_by_role("button", name="Download the run as a GIF").click()
     gif = Image.open(download.value.path())
     assert gif.format == "GIF" and gif.n_frames == 1 + 28 - 14  # the first frame, then one a row
-    page.get_by_label("Model").first.click()  # back to the first model, for the tests after this one
-    page.get_by_role("option", name=first_model, exact=True).click()
+    pick_model(page, first_model)  # back to the first model, for the tests after this one
 
 
 def test_mark_a_part_and_redraw_it(page, shots, monkeypatch):
@@ -172,11 +183,7 @@ def test_mark_a_part_and_redraw_it(page, shots, monkeypatch):
     checked = app.page.cannot_complete
     monkeypatch.setattr(app.page, "cannot_complete", lambda digit, kept, *a: seen.append((digit, kept)) or checked(
         digit, kept, *a))
-    first_model = page.get_by_label("Model").first.input_value()
-    flagship = pixelcnn.weights.DEFAULT_MODEL  # the screenshot shows the model the app opens with, if shipped
-    if flagship in pixelcnn.list_models():
-        page.get_by_label("Model").first.click()
-        page.get_by_role("option", name=flagship, exact=True).click()
+    first_model = pick_flagship(page)
     page.get_by_role("tab", name="Complete").click()
     tab = page.locator("div[role=tabpanel]:visible")
     pad = tab.locator(".sketch").first
@@ -209,8 +216,7 @@ def test_mark_a_part_and_redraw_it(page, shots, monkeypatch):
     pad.get_by_role("button", name="Color").click()
     pad.locator("menu.swatch button.color").nth(0).click()  # back to ink, on the digit's layer
     pad.locator("button.layer-title-button", has_text="Digit").wait_for()
-    page.get_by_label("Model").first.click()  # back to the first model, for the tests after this one
-    page.get_by_role("option", name=first_model, exact=True).click()
+    pick_model(page, first_model)  # back to the first model, for the tests after this one
 
 
 def drawing_row(tab) -> int | None:
@@ -277,9 +283,7 @@ def test_a_labelled_model_draws_the_chosen_digit(page):
     page.get_by_role("tab", name="Generate").click()
     tab = page.locator("div[role=tabpanel]:visible")
     assert not visible(tab.get_by_label("Digit", exact=True))  # the shipped model has no labels
-    first_model = page.get_by_label("Model").first.input_value()
-    page.get_by_label("Model").first.click()
-    page.get_by_role("option", name="tiny-gated").click()
+    first_model = pick_model(page, "tiny-gated")
     tab.get_by_label("Digit", exact=True).first.wait_for(state="visible")
     tab.get_by_label("Digits").first.fill("2")  # the slider's number box
     tab.get_by_label("Digits").first.press("Enter")
@@ -289,8 +293,7 @@ def test_a_labelled_model_draws_the_chosen_digit(page):
     tab.get_by_text("2 digits, each a 7", exact=False).first.wait_for()
     page.get_by_role("tab", name="Inspect").click()
     page.get_by_text("Which digit is it?", exact=False).first.wait_for(state="visible")
-    page.get_by_label("Model").first.click()  # back to the first model: no labels, no digit choice
-    page.get_by_role("option", name=first_model, exact=True).click()
+    pick_model(page, first_model)  # back to the first model: no labels, no digit choice
     page.get_by_role("tab", name="Generate").click()
     page.wait_for_timeout(1000)
     tab = page.locator("div[role=tabpanel]:visible")
@@ -302,8 +305,7 @@ def test_the_flagship_reads_the_digit_and_sees_without_a_blind_spot(page, shots)
     if flagship not in pixelcnn.list_models():
         pytest.skip(f"weights/{flagship} is not there")
     page.get_by_role("tab", name="Inspect").click()
-    page.get_by_label("Model").first.click()
-    page.get_by_role("option", name=flagship, exact=True).click()
+    pick_model(page, flagship)
     tab = page.locator("div[role=tabpanel]:visible")
     page.wait_for_timeout(1000)
     tab.locator(".gallery-item, button.gallery-item").first.click()  # the example 7
