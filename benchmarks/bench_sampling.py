@@ -17,11 +17,13 @@ one run, so that a change is measured against the code before it on the same mac
 """
 
 import argparse
+import atexit
 import importlib
 import io
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -88,6 +90,7 @@ def package_at(rev: str):
     """The pixelcnn package as it is at git revision rev, imported under a name of its own."""
     archive = subprocess.run(["git", "archive", rev, "pixelcnn"], cwd=ROOT, capture_output=True, check=True).stdout
     folder = Path(tempfile.mkdtemp(prefix="pixelcnn-at-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
     name = "pixelcnn_at_" + re.sub(r"\W", "_", rev)
@@ -107,19 +110,27 @@ def against(models, args) -> bool:
         then = old.weights.build_model(asdict(model.config)).eval()
         then.load_state_dict(model.state_dict())
         for n in args.sizes:
-            times, out = {old: [], pixelcnn: []}, {}
-            for package, m in ((old, then), (pixelcnn, model)):
-                package.sample(m, n, **kw)  # warm-up
-            for _ in range(args.repeats):
-                for package, m in ((old, then), (pixelcnn, model)):  # in turn: a change in load hits both
-                    t0 = time.perf_counter()
-                    out[package] = package.sample(m, n, **kw)
-                    times[package].append((time.perf_counter() - t0) * 1e3)
-            before, now = statistics.median(times[old]), statistics.median(times[pixelcnn])
-            equal = torch.equal(out[old], out[pixelcnn])
+            both = {"then": lambda: old.sample(then, n, **kw), "now": lambda: pixelcnn.sample(model, n, **kw)}
+            for fn in both.values():
+                fn()  # warm-up
+            ms, out = in_turn(both, args.repeats)
+            before, now = ms["then"], ms["now"]
+            equal = torch.equal(out["then"], out["now"])
             same = same and equal
             print(f"| {name} | {n} | {before:,.1f} | {now:,.1f} | {before / now:.2f}x | {'yes' if equal else 'NO'} |")
     return same
+
+
+def in_turn(fns: dict, repeats: int) -> tuple[dict, dict]:
+    """Run each of fns repeats times, taking turns, so that a change in the machine's load hits them all;
+    the median wall time of each in ms, and its last result."""
+    times, out = {key: [] for key in fns}, {}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            out[key] = fn()
+            times[key].append((time.perf_counter() - t0) * 1e3)
+    return {key: statistics.median(t) for key, t in times.items()}, out
 
 
 def timed(fn, repeats: int) -> tuple[float, float, torch.Tensor]:
@@ -178,14 +189,9 @@ def main(argv=None) -> int:
         print("| model | one thread (ms) | two threads (ms) | speed-up | same pixels |")
         print("| :--- | ---: | ---: | ---: | :---: |")
         for model, name, kw in runs(models, args):
-            times = {1: [], 2: []}
-            out = {}
-            for _ in range(args.repeats):
-                for shards in (1, 2):  # interleaved, so that a change in the machine's load hits both
-                    t0 = time.perf_counter()
-                    out[shards] = pixelcnn.sample(model, args.big, shards=shards, **kw)
-                    times[shards].append((time.perf_counter() - t0) * 1e3)
-            one, two = statistics.median(times[1]), statistics.median(times[2])
+            ms, out = in_turn({shards: lambda shards=shards: pixelcnn.sample(model, args.big, shards=shards, **kw)
+                               for shards in (1, 2)}, args.repeats)
+            one, two = ms[1], ms[2]
             equal = torch.equal(out[1], out[2])
             same = same and equal
             print(f"| {name} | {one:,.0f} | {two:,.0f} | {one / two:.2f}x | {'yes' if equal else 'NO'} |")
