@@ -277,15 +277,13 @@ def test_a_signal_during_the_evaluation_stops_after_the_epoch(tiny_mnist, tmp_pa
 
 
 def test_a_second_signal_stops_at_once(tiny_mnist, tmp_path, signal_at):
-    """The second signal goes to the handler from before training: Python's own raises KeyboardInterrupt."""
-    ambient = signal.signal(signal.SIGINT, signal.default_int_handler)  # not what earlier tests may have left
-    try:
-        signal_at(3, signal.SIGINT, twice=True)
-        with pytest.raises(KeyboardInterrupt):
-            train.main(args(tiny_mnist, tmp_path, "--checkpoint-every", "1e9"))
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    finally:
-        signal.signal(signal.SIGINT, ambient)
+    """The second signal goes to the handler from before training: Python's own raises KeyboardInterrupt.
+    (conftest.py gives the session's handlers back after every test.)"""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal_at(3, signal.SIGINT, twice=True)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(args(tiny_mnist, tmp_path, "--checkpoint-every", "1e9"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 @pytest.mark.slow  # a fresh Python process
