@@ -38,7 +38,7 @@ from pixelcnn.card import RECIPE_TEST_LOSS, model_card
 from pixelcnn.data import load_mnist
 from pixelcnn.plotting import save_grid, save_loss_curve
 from pixelcnn.trainer import (TrainConfig, TrainingDiverged, TrainingError, TrainingStopped, distributed_setup,
-                              evaluate, fit)
+                              distributed_teardown, evaluate, fit)
 from pixelcnn.weights import MODEL_TYPES, ModelLoadError, atomic_write, weights_sha256, write_json
 
 
@@ -136,6 +136,14 @@ def model_config(args):
 def main(argv=None) -> int:
     args = parse_args(argv)
     rank, world, device = distributed_setup()
+    try:
+        return run(args, rank, world, device)
+    finally:
+        distributed_teardown()
+
+
+def run(args, rank: int, world: int, device: torch.device) -> int:
+    """train.py's work, once torch.distributed (under torchrun) is set up."""
     try:
         config = model_config(args)
         tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,

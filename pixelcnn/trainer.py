@@ -134,6 +134,24 @@ def distributed_setup() -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
+def distributed_teardown() -> None:
+    """End the process group distributed_setup started, if any, once every process is done with it.
+
+    A process that leaves while the others still hold the group can abort as Python exits (gloo:
+    "terminate called without an active exception", SIGABRT; 5 runs in 25 of a two-process toy,
+    2 in 25 with destroy_process_group alone, none in 60 with the barrier first). So each process
+    waits at a barrier for the rest (rank 0 writes the outputs after the others have finished)
+    before the group is destroyed.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        dist.barrier()
+    except RuntimeError:  # another process has already gone (a failed start): end this one's all the same
+        pass
+    dist.destroy_process_group()
+
+
 def _all_sum(values: list[float], device) -> list[float]:
     if not (dist.is_available() and dist.is_initialized()):
         return values
