@@ -8,6 +8,8 @@
     python train.py --model gated_pixelcnn --name gated-pixelcnn --hidden-channels 48 --n-layers 10 \\
         --first-kernel-size 15 --lr-schedule cosine
     python train.py --name pixelcnn --evaluate   # remeasure the saved model's test loss
+    python train.py --ensemble gated-pixelcnn-5x5-48 gated-pixelcnn-5x5-48-dropout --name pair
+                                           # no training: trained models as one (pixelcnn/ensemble.py)
     python train.py --model gated_pixelcnn --n-orientations 4 --init-from weights/gated-pixelcnn ...
                                            # start from a trained model's weights (fine-tune it)
     python train.py --model gated_pixelcnn ... --init-from gated-pixelcnn-5x5 --classify-weight 30
@@ -39,7 +41,8 @@ from pixelcnn.data import load_mnist
 from pixelcnn.plotting import save_grid, save_loss_curve
 from pixelcnn.trainer import (TrainConfig, TrainingDiverged, TrainingError, TrainingStopped, distributed_setup,
                               distributed_teardown, evaluate, fit)
-from pixelcnn.weights import MODEL_TYPES, ModelLoadError, atomic_write, weights_sha256, write_json
+from pixelcnn.ensemble import MEMBER_TYPES, Ensemble, EnsembleConfig
+from pixelcnn.weights import ModelLoadError, atomic_write, local_folder, weights_sha256, write_json
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -61,7 +64,7 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", choices=sorted(MODEL_TYPES), default="pixelcnn",
+    p.add_argument("--model", choices=sorted(MEMBER_TYPES), default="pixelcnn",
                    help="pixelcnn: the recipe's; gated_pixelcnn: two stacks, gates, labels (default: %(default)s)")
     p.add_argument("--hidden-channels", type=int, default=64)
     p.add_argument("--kernel-size", type=int, default=None,
@@ -91,6 +94,9 @@ def parse_args(argv=None):
     p.add_argument("--evaluate", action="store_true",
                    help="only measure the test loss of OUT/NAME (for a labelled model, also with p(x) marginalised "
                         "over the labels); print it and record it in its metrics.json")
+    p.add_argument("--ensemble", nargs="+", metavar="MODEL",
+                   help="do not train: save these trained models (names in OUT or folders) as one, the mean of "
+                        "their densities, into OUT/NAME; then --evaluate measures it")
     p.add_argument("--samples", type=int, default=16, help="digits in results/samples.png (default: %(default)s)")
     p.add_argument("--checkpoint-every", type=float, default=300, help="seconds between mid-epoch checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint of --name")
@@ -119,12 +125,14 @@ def parse_args(argv=None):
         p.error("--resume and --restart exclude each other")
     if args.push_only and not args.push_to_hub:
         p.error("--push-only needs --push-to-hub USER/REPO")
+    if args.ensemble and (args.evaluate or args.push_only or args.resume or len(args.ensemble) < 2):
+        p.error("--ensemble takes two models or more, and neither --evaluate, --push-only nor --resume")
     return args
 
 
 def model_config(args):
     """The config dataclass of --model, from the command line."""
-    config_cls, _ = MODEL_TYPES[args.model]
+    config_cls, _ = MEMBER_TYPES[args.model]
     if args.model == "pixelcnn":
         return config_cls(hidden_channels=args.hidden_channels, kernel_size=args.kernel_size, n_layers=args.n_layers)
     return config_cls(hidden_channels=args.hidden_channels, first_kernel_size=args.first_kernel_size,
@@ -156,6 +164,9 @@ def run(args, rank: int, world: int, device: torch.device) -> int:
     results = Path(args.results)
     if args.push_only:
         return push_outputs(args, out, results)
+    if args.ensemble:
+        code = build_ensemble(args, out, results) if rank == 0 else 0
+        return push_outputs(args, out, results) if code == 0 and args.push_to_hub and rank == 0 else code
     checkpoint = Path(args.checkpoints) / f"{args.name}.safetensors"
     if checkpoint.is_file() and not (args.resume or args.restart or args.evaluate):
         # A killed run's progress is never thrown away by accident.
@@ -184,7 +195,7 @@ def run(args, rank: int, world: int, device: torch.device) -> int:
         return evaluate_saved(out, test, device, kept)
 
     torch.manual_seed(args.seed)
-    model = MODEL_TYPES[args.model][1](config)
+    model = MEMBER_TYPES[args.model][1](config)
     meta = {"model_config": asdict(config), "data": data_info}
     if args.init_from:
         try:
@@ -285,6 +296,50 @@ def initialise_from(model, folder: Path) -> dict:
         record.update(model=m.get("model"), epochs=m.get("epochs"), test_loss=m.get("test_loss"),
                       wall_time_s=m.get("wall_time_s"), device=sorted({r["device"] for r in m.get("runs", [])}))
     return record
+
+
+def build_ensemble(args, out: Path, results: Path) -> int:
+    """Save the models args.ensemble as one Ensemble in out, with a metrics.json and card from theirs; 1 on a bad one."""
+    models, records = [], []
+    for name in args.ensemble:
+        folder = local_folder(name, args.out)
+        try:
+            if folder is None:
+                raise ModelLoadError(f"no model folder {name!r} in {args.out}/ (or a folder with model.safetensors)")
+            model = load_model(folder)
+            if model.config.model_type not in MEMBER_TYPES:
+                raise ModelLoadError(f"{folder}: a {model.config.model_type} cannot be a member of an ensemble")
+        except ModelLoadError as e:
+            print(f"train.py: error: {e}", file=sys.stderr)
+            return 1
+        m = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
+        models.append(model)
+        records.append({"name": folder.name, "weights_sha256": weights_sha256(folder),
+                        "parameters": sum(p.numel() for p in model.parameters()), "test_loss": m.get("test_loss"),
+                        "evaluation": m.get("evaluation"), "wall_time_s": m.get("wall_time_s", 0.0),
+                        "devices": sorted({r["device"] for r in m.get("runs", [])}), "data": m.get("data")})
+    try:
+        config = EnsembleConfig(members=[asdict(m.config) for m in models])
+    except ValueError as e:
+        print(f"train.py: error: these models cannot be one ensemble: {e}", file=sys.stderr)
+        return 1
+    ensemble = Ensemble(config)
+    for mine, theirs in zip(ensemble.members, models):
+        mine.load_state_dict(theirs.state_dict(), strict=True)
+    ensemble.eval()
+    data = [r.pop("data") for r in records]
+    metrics = {"model": args.name, "model_config": asdict(config), "members": records,
+               "parameters": sum(r["parameters"] for r in records),
+               "data": data[0] if all(d == data[0] for d in data) else None,  # None: --evaluate records nothing
+               "wall_time_s": round(sum(r["wall_time_s"] for r in records), 1),
+               "command": "python train.py --ensemble " + " ".join(args.ensemble) + f" --name {args.name}",
+               "torch": torch.__version__, "platform": platform.platform()}
+    save_model(ensemble, out)
+    write_metrics(out, metrics)
+    save_grid(sample(ensemble, args.samples, seed=args.seed), results / f"{args.name}_samples.png")
+    print(f"wrote {out}/ ({len(models)} members, {metrics['parameters']:,} parameters) and "
+          f"{results}/{args.name}_samples.png; measure it with: python train.py --name {args.name} --evaluate")
+    return 0
 
 
 def push_outputs(args, out: Path, results: Path) -> int:
@@ -408,7 +463,7 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device, kept: P
     metrics_path = folder / "metrics.json"
     if metrics_path.is_file():
         metrics = json.loads(metrics_path.read_text())
-        if metrics.get("data", {}).get("test_images") == n:
+        if (metrics.get("data") or {}).get("test_images") == n:
             metrics["evaluation"] = dict(result, command=f"python train.py --name {folder.name} --evaluate",
                                          weights_sha256=sha)
             write_metrics(folder, metrics)

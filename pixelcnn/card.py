@@ -121,8 +121,11 @@ PIXELS = 28 * 28
 def test_figures(metrics: dict) -> list[tuple[str, float]]:
     """(what is measured, nats per pixel) on the test digits: the whole-set evaluation where there is one."""
     ev = metrics.get("evaluation") or {}
-    dropped = ev.get("test_loss", metrics["history"][-1]["test_loss"])
-    if not metrics["model_config"].get("n_labels", 0):
+    history = metrics.get("history") or [{}]  # an ensemble has none: only its evaluation
+    dropped = ev.get("test_loss", history[-1].get("test_loss"))
+    if dropped is None:
+        return []
+    if not _n_labels(metrics["model_config"]):
         return [("-log p(x)", dropped)]
     figures = []
     if "test_loss_orders" in ev:
@@ -151,7 +154,81 @@ def front_matter(name: str, metrics: dict) -> str:
     return data.to_yaml() + "\n"
 
 
+def _n_labels(cfg: dict) -> int:
+    """A config's labels; an ensemble's are its members'."""
+    if cfg.get("model_type") == "ensemble":
+        return cfg["members"][0].get("n_labels", 0)
+    return cfg.get("n_labels", 0)
+
+
+def _remeasured(ev: dict, n_labels: int) -> str:
+    """What `train.py --evaluate` measured, in a sentence or two."""
+    s = f"\nRemeasured with `{ev['command']}`: {ev['test_loss']:.4f} nats per pixel"
+    if "test_loss_marginal" in ev:
+        s += (f" with the label dropped, and **{ev['test_loss_marginal']:.4f}** "
+              f"({ev['test_loss_marginal'] * 784:.1f} nats per image) with p(x) marginalised over "
+              f"the {n_labels} labels, each equally likely: p(x) = the mean of p(x | label)")
+        if "test_loss_given" in ev:
+            s += f"; {ev['test_loss_given']:.4f} given each digit's true label"
+        if "bayes_accuracy" in ev:
+            s += (f"; as a classifier, argmax over the labels of p(x | label), it reads "
+                  f"{ev['bayes_accuracy']:.2%} of the test digits as their true label")
+    return s
+
+
+def ensemble_card(name: str, metrics: dict) -> str:
+    """The card of an ensemble (pixelcnn/ensemble.py): its members, and what was measured of it as one model."""
+    cfg, members = metrics["model_config"], metrics["members"]
+    labelled = _n_labels(cfg) > 0
+    ev = metrics.get("evaluation")
+    measured = (_remeasured(ev, _n_labels(cfg)) + ".\n" if ev else
+                f"\nNot measured yet as one model: `python train.py --name {name} --evaluate` measures it.\n")
+    rows = []
+    for m in members:
+        e = m.get("evaluation") or {}
+        figures = " / ".join(f"{e[k]:.4f}" if k in e else "" for k in ("test_loss", "test_loss_marginal",
+                                                                            "test_loss_given"))
+        bayes = f"{e['bayes_accuracy']:.2%}" if "bayes_accuracy" in e else ""
+        rows.append(f"| `{m['name']}` | `{m['weights_sha256'][:12]}` | {m['parameters']:,} | {figures} | {bayes} | "
+                    f"{m['wall_time_s'] / 3600:.2f} h on {', '.join(m['devices'])} |")
+    use_label = "\nimages = pixelcnn.sample(model, 16, seed=0, label=7)  # sixteen 7s" if labelled else ""
+    front = f"---\n{front_matter(name, metrics)}---\n\n" if test_figures(metrics) else ""
+    return f"""{front}# {name}
+
+An ensemble of {len(members)} PixelCNNs over 28x28 binarized MNIST digits (a pixel is 1 where its value in
+[0, 1] is > 0.5), trained apart and used as one model: p(x{' | label' if labelled else ''}) is the mean of the
+members' {'p(x | label)' if labelled else 'p(x)'}. For every pixel it gives the mixture's own P(pixel = 1 | every
+pixel before it), each member weighed by how likely it finds those pixels, so it generates, completes and
+scores as any model here does ({metrics['parameters']:,} parameters in all; `pixelcnn/ensemble.py`).
+
+## Result
+{measured}
+## Members
+
+| member | weights SHA-256 | parameters | its test loss: label dropped / marginalised / given the label | its Bayes accuracy | training |
+| --- | --- | ---: | --- | ---: | --- |
+{chr(10).join(rows)}
+
+It was trained only as its members were: {metrics['wall_time_s'] / 3600:.2f} hours of training and evaluation in
+all. `{metrics['command']}` builds it from them. Every figure here was written by `train.py` from what it measured
+(`metrics.json`).
+
+## Use
+
+```python
+import pixelcnn
+model = pixelcnn.load_model("{name}")            # from weights/ in the repo, or a Hub repo id
+images = pixelcnn.sample(model, 16, seed=0)      # (16, 1, 28, 28) in {{0, 1}}{use_label}
+```
+
+Weights are safetensors (`model.safetensors`, every member's) with the shape in `config.json`; loading unpickles
+nothing.
+"""
+
+
 def model_card(name: str, metrics: dict) -> str:
+    if metrics["model_config"].get("model_type") == "ensemble":
+        return ensemble_card(name, metrics)
     cfg, tc, hist = metrics["model_config"], metrics["train_config"], metrics["history"]
     last = hist[-1]
     labelled = cfg.get("n_labels", 0) > 0
@@ -163,17 +240,7 @@ def model_card(name: str, metrics: dict) -> str:
     ev = metrics.get("evaluation")
     remeasured = ""
     if ev:
-        remeasured = f"\nRemeasured with `{ev['command']}`: {ev['test_loss']:.4f} nats per pixel"
-        if "test_loss_marginal" in ev:
-            n = cfg.get("n_labels", 0)
-            remeasured += (f" with the label dropped, and **{ev['test_loss_marginal']:.4f}** "
-                           f"({ev['test_loss_marginal'] * 784:.1f} nats per image) with p(x) marginalised over "
-                           f"the {n} labels, each equally likely: p(x) = the mean of p(x | label)")
-            if "test_loss_given" in ev:
-                remeasured += f"; {ev['test_loss_given']:.4f} given each digit's true label"
-            if "bayes_accuracy" in ev:
-                remeasured += (f"; as a classifier, argmax over the labels of p(x | label), it reads "
-                               f"{ev['bayes_accuracy']:.2%} of the test digits as their true label")
+        remeasured = _remeasured(ev, cfg.get("n_labels", 0))
         if "test_loss_orders" in ev:
             each = ", ".join(f"{o} first {v:.4f}" for o, v in ev["test_loss_each_orientation"].items())
             remeasured += (f". Read in each of its {cfg['n_orientations']} orientations (marginalised over the "

@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from .cached import FullPasses, StepCache, _distinct, single_threaded_blas
+from .ensemble import _log_sigmoid, mixture_logits as _mixture_logits, pixel_log_lik as _pixel_log_lik
 from .orders import orient, unorient
 
 DROPPED = "dropped"  # label= for a labelled model's own unconditional p(x), its "no label" embedding
@@ -169,31 +170,6 @@ def _step_cache(model, n, h, w, label, orientation, plain) -> StepCache:
     if orientation:
         return model.step_cache(n, h, w, label, orientation)
     return model.step_cache(n, h, w, label)  # raises here on a label the model cannot take
-
-
-def _log_sigmoid(z: np.ndarray) -> np.ndarray:
-    return -np.logaddexp(0, -z)
-
-
-def _pixel_log_lik(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log P(pixel = its value) under each label, float64: z (B, L, P) logits, x (B, P) pixels in {0, 1}."""
-    z = z.double()
-    return -F.binary_cross_entropy_with_logits(z, x[:, None].double().expand_as(z), reduction="none")
-
-
-def _mixture_logits(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The logits of P(x_i = 1 | x_<i) of the mixture over labels, each with p(label) = 1/L.
-
-    Args:
-        z: (B, L, P) the logits under each label, pixels in drawing order.
-        x: (B, P) the pixels, in {0, 1}.
-    Returns:
-        (B, P): log P_mix(x_i = 1 | x_<i) - log P_mix(x_i = 0 | x_<i).
-    """
-    z = z.double()
-    ll = _pixel_log_lik(z, x)
-    w = torch.log_softmax(ll.cumsum(-1) - ll, dim=1)  # log p(label | x_<i): (B, L, P)
-    return (torch.logsumexp(w + F.logsigmoid(z), dim=1) - torch.logsumexp(w + F.logsigmoid(-z), dim=1)).float()
 
 
 class MixtureSteps:

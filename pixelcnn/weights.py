@@ -11,19 +11,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .ensemble import MEMBER_TYPES, Ensemble, EnsembleConfig
 from .errors import ModelLoadError
-from .gated import GatedPixelCNN, GatedPixelCNNConfig
 from .hub import download, is_repo_id
-from .model import PixelCNN, PixelCNNConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_MODEL = "gated-pixelcnn-5x5"  # the flagship; the recipe is "pixelcnn"
 
 # model_type in config.json -> (config class, model class)
-MODEL_TYPES = {
-    "pixelcnn": (PixelCNNConfig, PixelCNN),
-    "gated_pixelcnn": (GatedPixelCNNConfig, GatedPixelCNN),
-}
+MODEL_TYPES = MEMBER_TYPES | {"ensemble": (EnsembleConfig, Ensemble)}
 
 
 _UMASK = os.umask(0)  # read the process's umask (the only way is to set it) ...

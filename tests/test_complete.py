@@ -11,6 +11,7 @@ import torch.nn as nn
 import pixelcnn
 from pixelcnn import GatedPixelCNN, GatedPixelCNNConfig, PixelCNN, PixelCNNConfig, complete, complete_stream, sample
 from pixelcnn.cached import FullPasses
+from pixelcnn.ensemble import Ensemble, EnsembleConfig
 
 LOGITS = dict(atol=1e-4, rtol=1e-4)  # as in test_sampling.py: a cache and a full pass round differently
 
@@ -297,12 +298,17 @@ def cache_of(kind: str, n: int, h: int, w: int):
     if kind == "recipe":
         model = rough(PixelCNN(PixelCNNConfig(hidden_channels=8, kernel_size=5, n_layers=3)), std=0.3)
         return model, None, model.step_cache(n, h, w)
-    model = rough(gated(n_labels=10), std=0.3)
     labels = torch.tensor([3, 1, 4, 1, 5, 9])[:n]
+    if kind == "ensemble":  # two members: the cache mixes their logits by their running likelihoods
+        model = Ensemble(EnsembleConfig(members=[gated(n_labels=10).config] * 2))
+        for member, seed in zip(model.members, (1, 2)):
+            rough(member, std=0.3, seed=seed)
+        return model.eval(), labels, model.step_cache(n, h, w, labels)
+    model = rough(gated(n_labels=10), std=0.3)
     return model, labels, (model.step_cache(n, h, w, labels) if kind == "gated" else FullPasses(model, n, h, w, labels))
 
 
-@pytest.mark.parametrize("kind", ["recipe", "gated", "full-passes"])
+@pytest.mark.parametrize("kind", ["recipe", "gated", "full-passes", "ensemble"])
 @pytest.mark.parametrize("at", [3 * 6, 3 * 6 + 4], ids=["row-end", "mid-row"])
 def test_reorder_copies_every_row_of_a_cache_exactly(kind, at):
     """Draw part of a batch, reorder its rows (with duplicates), go on: every later logit is that of
