@@ -59,8 +59,20 @@ def mixture_logits(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (torch.logsumexp(w + F.logsigmoid(z), dim=1) - torch.logsumexp(w + F.logsigmoid(-z), dim=1)).float()
 
 
-def _log_sigmoid(z: np.ndarray) -> np.ndarray:
+def log_sigmoid(z: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0, -z)
+
+
+def mixed_logit(log_weight: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """One pixel's mixture_logits, in numpy: log P_mix(1) - log P_mix(0), float64 (n,).
+
+    Args:
+        log_weight: (n, K) each component's log-likelihood of the pixels before (unnormalised: it cancels).
+        z: (n, K) each component's logit of the pixel.
+    """
+    z = z.astype(np.float64)
+    return (np.logaddexp.reduce(log_weight + log_sigmoid(z), axis=1)
+            - np.logaddexp.reduce(log_weight + log_sigmoid(-z), axis=1))
 
 
 @dataclass
@@ -171,14 +183,12 @@ class EnsembleCache:
 
     def logit(self, p: int) -> np.ndarray:
         self.z = np.stack([c.logit(p) for c in self.inner], axis=1).astype(np.float64)  # (n, M)
-        # log P_mix(1) - log P_mix(0), each member weighed by p_m(x_<p) (the normaliser cancels)
-        return (np.logaddexp.reduce(self.loglik + _log_sigmoid(self.z), axis=1)
-                - np.logaddexp.reduce(self.loglik + _log_sigmoid(-self.z), axis=1)).astype(np.float32)
+        return mixed_logit(self.loglik, self.z).astype(np.float32)  # each member weighed by p_m(x_<p)
 
     def put(self, p: int, bits: np.ndarray) -> None:
         for c in self.inner:
             c.put(p, bits)
-        self.loglik += _log_sigmoid(np.where(bits[:, None], self.z, -self.z))
+        self.loglik += log_sigmoid(np.where(bits[:, None], self.z, -self.z))
 
     def reorder(self, index: np.ndarray) -> None:
         for c in self.inner:

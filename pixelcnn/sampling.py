@@ -51,7 +51,8 @@ import torch
 import torch.nn.functional as F
 
 from .cached import FullPasses, StepCache, _distinct, single_threaded_blas
-from .ensemble import _log_sigmoid, mixture_logits as _mixture_logits, pixel_log_lik as _pixel_log_lik
+from .ensemble import log_sigmoid as _log_sigmoid, mixed_logit, mixture_logits as _mixture_logits
+from .ensemble import pixel_log_lik as _pixel_log_lik
 from .orders import orient, unorient
 
 DROPPED = "dropped"  # label= for a labelled model's own unconditional p(x), its "no label" embedding
@@ -208,12 +209,8 @@ class MixtureSteps:
 
     def put(self, p: int, bits: np.ndarray) -> None:
         self.inner.put(p, np.repeat(bits, self.l))
-        signed = np.where(bits[:, None], self.z, -self.z).astype(np.float64)  # (n, L)
-        w = self.loglik - np.logaddexp.reduce(self.loglik, axis=1, keepdims=True)  # log p(label | x_<p)
-        self.last = np.logaddexp.reduce(w + _log_sigmoid(signed), axis=1) - np.logaddexp.reduce(
-            w + _log_sigmoid(-signed), axis=1)  # the mixture's logit of the value drawn
-        self.last = np.where(bits, self.last, -self.last)  # ... as a logit of P(pixel = 1)
-        self.loglik += _log_sigmoid(signed)
+        self.last = mixed_logit(self.loglik, self.z)  # each label weighed by p(label | x_<p)
+        self.loglik += _log_sigmoid(np.where(bits[:, None], self.z, -self.z).astype(np.float64))  # (n, L)
 
     def shown(self, p: int) -> np.ndarray:
         """The mixture's logit of P(pixel p = 1 | pixels before it), after put(p)."""
