@@ -14,6 +14,8 @@
                                            # start from a trained model's weights (fine-tune it)
     python train.py --model gated_pixelcnn ... --init-from gated-pixelcnn-5x5 --classify-weight 30
                                            # fine-tune with a hybrid loss: also -log p(label | image)
+    python train.py --model gated_pixelcnn ... --teacher gated-pixelcnn-5x5-48x2
+                                           # learn a trained model's probabilities (distillation)
     torchrun --nproc_per_node 2 train.py   # data-parallel
 
 Ctrl-C or SIGTERM (`kill PID`) stops a run after the step at hand, with a checkpoint of every
@@ -91,6 +93,12 @@ def parse_args(argv=None):
                    help="start from the weights of the model saved in FOLDER (a weights folder) instead of "
                         "random ones: every weight of it must fit the new model; the new model's own extra "
                         "weights (e.g. a four-orientation model's orientation embedding) keep their start")
+    p.add_argument("--teacher", metavar="MODEL",
+                   help="gated_pixelcnn: learn the probabilities that this trained model (a name in OUT or a "
+                        "folder) gives every pixel, instead of the pixels (knowledge distillation)")
+    p.add_argument("--teacher-others", type=int, default=16, metavar="K",
+                   help="with --teacher: images of each batch also shown under a wrong label, so that the model "
+                        "learns the teacher's p(x | y) of the wrong labels too (default: %(default)s)")
     p.add_argument("--evaluate", action="store_true",
                    help="only measure the test loss of OUT/NAME (for a labelled model, also with p(x) marginalised "
                         "over the labels); print it and record it in its metrics.json")
@@ -115,8 +123,10 @@ def parse_args(argv=None):
             p.error(f"--{k.replace('_', '-')} must be at least 1")
     if args.kernel_size % 2 == 0:
         p.error("--kernel-size must be odd")
-    if args.lr <= 0 or args.n_layers < 0 or args.limit < 0:
-        p.error("--lr must be > 0, --n-layers and --limit >= 0")
+    if args.lr <= 0 or args.n_layers < 0 or args.limit < 0 or args.teacher_others < 0:
+        p.error("--lr must be > 0, --n-layers, --limit and --teacher-others >= 0")
+    if args.teacher and args.model != "gated_pixelcnn":
+        p.error("--teacher needs --model gated_pixelcnn")
     if args.push_to_hub:
         from pixelcnn.hub import is_repo_id
         if not is_repo_id(args.push_to_hub):
@@ -203,6 +213,12 @@ def run(args, rank: int, world: int, device: torch.device) -> int:
         except (ModelLoadError, TrainingError) as e:
             print(f"train.py: error: {e}", file=sys.stderr)
             return 1
+    if args.teacher:
+        try:
+            meta["teacher"] = attach_teacher(model, args.teacher, args.teacher_others, device, args.out)
+        except (ModelLoadError, ValueError) as e:
+            print(f"train.py: error: --teacher {args.teacher}: {e}", file=sys.stderr)
+            return 1
     if rank == 0:
         n_params = sum(p.numel() for p in model.parameters())
         print(f"{args.name}: {config} ({n_params:,} parameters) on {device}"
@@ -221,8 +237,9 @@ def run(args, rank: int, world: int, device: torch.device) -> int:
             "wall_time_s": round(state.elapsed, 1), "device": str(device), "processes": world,
             "runs": state.runs, "torch": torch.__version__, "platform": platform.platform(),
         }
-        if "init_from" in meta:
-            metrics["init_from"] = meta["init_from"]
+        for k in ("init_from", "teacher"):
+            if k in meta:
+                metrics[k] = meta[k]
         save_model(model, out)
         write_metrics(out, metrics)
         save_loss_curve(state.history, results / f"{args.name}_loss_curve.png", title=args.name,
@@ -254,6 +271,19 @@ def run(args, rank: int, world: int, device: torch.device) -> int:
 
     print(f"wrote {out}/ and {results}/{args.name}_{{loss_curve,samples}}.png")
     return push_outputs(args, out, results) if args.push_to_hub else 0
+
+
+def attach_teacher(model, name: str, others: int, device, out: str) -> dict:
+    """Have model learn the probabilities of the model saved as `name` in out/, or in that folder (distil_from).
+
+    Returns what metrics.json and the checkpoint's settings record of it (the folder, the weights'
+    SHA-256, `others`), so that --resume continues only a run taught by these very weights.
+    """
+    folder = local_folder(name, out)
+    if folder is None:
+        raise ModelLoadError(f"no model folder {name!r} in {out}/ (or a folder with model.safetensors)")
+    model.distil_from(load_model(folder, device=device), others=others)
+    return {"folder": str(folder), "sha256": weights_sha256(folder), "others": others}
 
 
 def initialise_from(model, folder: Path) -> dict:

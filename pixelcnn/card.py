@@ -16,7 +16,8 @@ DESCRIPTIONS = {
 }
 
 
-def train_command(name: str, cfg: dict, tc: dict, epochs: int | None = None, init_from: dict | None = None) -> str:
+def train_command(name: str, cfg: dict, tc: dict, epochs: int | None = None, init_from: dict | None = None,
+                  teacher: dict | None = None) -> str:
     """The train.py command line of these settings, with `--epochs epochs` if given (see reproduction)."""
     from .weights import MODEL_TYPES
 
@@ -35,6 +36,8 @@ def train_command(name: str, cfg: dict, tc: dict, epochs: int | None = None, ini
             args.append(f"--{k.replace('_', '-')} {tc[k]}")
     if init_from:
         args.append(f"--init-from {init_from['folder']}")
+    if teacher:
+        args.append(f"--teacher {teacher['folder']} --teacher-others {teacher['others']}")
     return "python train.py " + " ".join(args)
 
 
@@ -46,7 +49,7 @@ def reproduction(name: str, metrics: dict) -> str:
     """
     cfg, tc, runs = metrics["model_config"], metrics["train_config"], metrics["runs"]
     init = metrics.get("init_from")
-    command = train_command(name, cfg, tc, init_from=init)
+    command = train_command(name, cfg, tc, init_from=init, teacher=metrics.get("teacher"))
     scratch = "from the weights it started from" if init else "from scratch"
     if tc.get("lr_schedule", "constant") != "cosine":
         return (f"`{command}` trains this model {scratch}, and takes the same steps when stopped and "
@@ -237,6 +240,11 @@ def model_card(name: str, metrics: dict) -> str:
     if cfg.get("classify_weight"):
         train_labels += (f", plus the hybrid term: {cfg['classify_weight']:g} / 784 x -log p(label | image) by "
                          f"Bayes' rule, on {cfg['classify_batch']} digits of each batch")
+    teacher = metrics.get("teacher")
+    if teacher:
+        train_labels += (f"; it learnt not the pixels but the probabilities that `{teacher['folder']}` (SHA-256 "
+                         f"`{teacher['sha256'][:12]}`) gives them (distillation), {teacher['others']} digits of "
+                         f"each batch also under a wrong label")
     ev = metrics.get("evaluation")
     remeasured = ""
     if ev:

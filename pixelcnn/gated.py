@@ -26,6 +26,8 @@ head, which then reads their sum (as in WaveNet [2]) instead of the last layer's
     https://arxiv.org/abs/1606.05328
 [2] van den Oord et al., "WaveNet: A Generative Model for Raw Audio", 2016.
     https://arxiv.org/abs/1609.03499
+[3] Hinton et al., "Distilling the Knowledge in a Neural Network", 2015.
+    https://arxiv.org/abs/1503.02531
 """
 
 from dataclasses import asdict, dataclass
@@ -155,6 +157,7 @@ class GatedPixelCNN(nn.Module):
             + [GatedLayer(c, c, config.kernel_size, config.n_labels, residual=True, **extra)
                for _ in range(config.n_layers - 1)])
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(c, c, 1), nn.ReLU(), nn.Conv2d(c, 1, 1))
+        self.teacher, self.teacher_others = None, 0  # training only: see distil_from
 
     def label_index(self, label, batch: int, device) -> torch.Tensor | None:
         """Labels as embedding rows: None -> "no label" for every image; an int -> for every image."""
@@ -221,6 +224,16 @@ class GatedPixelCNN(nn.Module):
                 skips = skips + s
         return self.head(skips if self.config.skip else h)  # (B, 1, H, W)
 
+    def _distilled(self, x: torch.Tensor, label, dropped) -> torch.Tensor:
+        """The distillation loss (distil_from): the images under their dropped labels, some also under a wrong one."""
+        k = min(self.teacher_others, len(x)) if label is not None else 0
+        if k:
+            wrong = (label[:k] + torch.randint(1, self.config.n_labels, (k,), device=x.device)) % self.config.n_labels
+            x, dropped = torch.cat([x, x[:k]]), torch.cat([dropped, wrong])
+        with torch.no_grad():
+            target = torch.sigmoid(self.teacher(x, dropped))  # (B + k, 1, H, W)
+        return F.binary_cross_entropy_with_logits(self(x, dropped), target)
+
     @torch.no_grad()
     def widen_from(self, source: "GatedPixelCNN") -> None:
         """Copy a narrower model into this one so that it computes the same logits.
@@ -268,6 +281,28 @@ class GatedPixelCNN(nn.Module):
             return FullPasses(self, n, height, width, label, orientation)
         return GatedPixelCNNCache(self, n, height, width, label, orientation)
 
+    def distil_from(self, teacher: nn.Module | None, others: int = 0) -> None:
+        """Train on a teacher's probabilities instead of the pixels (knowledge distillation [3]); None: stop.
+
+        The training loss becomes the cross-entropy from the teacher's P(x_i = 1 | x_<i, y) to the
+        model's, for the same images under the same labels (dropped as usual): its minimum is at the
+        teacher's conditionals, which say more than the pixels drawn from them. With `others` > 0, the
+        first `others` images of each batch are also scored under a label drawn from the nine wrong
+        ones, so that the model learns the teacher's p(x | y) of the wrong labels too: what Bayes
+        classification, argmax_y p(x | y), weighs. The teacher is no part of this module (not a
+        submodule: not saved, not trained, not moved by .to()); it stays in eval mode.
+        """
+        if teacher is not None:
+            taught = getattr(getattr(teacher, "config", None), "n_labels", 0)
+            if taught != self.config.n_labels or self.config.n_orientations > 1 or self.config.classify_weight:
+                raise ValueError(f"a teacher must have the model's labels ({self.config.n_labels}, it has {taught}); "
+                                 f"distillation takes no orientations and no classify_weight")
+            if others < 0 or (others and not self.config.n_labels):
+                raise ValueError(f"others must be >= 0 (and 0 without labels), got {others}")
+            teacher.eval()
+        object.__setattr__(self, "teacher", teacher)  # not registered as a submodule
+        self.teacher_others = others
+
     def loss(self, batch) -> torch.Tensor:
         """Mean binary cross-entropy per pixel, in nats, of a batch (images, labels).
 
@@ -290,10 +325,14 @@ class GatedPixelCNN(nn.Module):
             orientation = torch.randint(self.config.n_orientations, (len(x),), device=x.device)
             x = orient(x, orientation)
         if not self.config.n_labels or label is None:
+            if self.teacher is not None:
+                return self._distilled(x, None, None)
             return F.binary_cross_entropy_with_logits(self(x, None, orientation), x)
         n = self.config.n_labels
         drop = torch.rand(label.shape, device=label.device) < self.config.label_dropout
         dropped = torch.where(drop, torch.full_like(label, n), label)
+        if self.teacher is not None:
+            return self._distilled(x, label, dropped)
         if not self.config.classify_weight:
             return F.binary_cross_entropy_with_logits(self(x, dropped, orientation), x)
         k = min(self.config.classify_batch, len(x))

@@ -341,6 +341,70 @@ def test_after_the_same_short_training_the_hybrid_loss_classifies_better():
     assert accuracy[30.0] > accuracy[0.0] + 0.2, accuracy  # measured: 77% against 42%
 
 
+# ---- distillation: a teacher's probabilities as the targets ----
+
+def test_a_copy_of_its_teacher_has_nothing_to_learn_from_it_but_much_from_the_pixels():
+    """The distillation loss's gradient vanishes where the model's conditionals are the teacher's,
+    under every label it is shown (the dropped ones and the wrong ones alike)."""
+    import copy
+
+    model = weighty(gated(seed=3, label_dropout=0.5), seed=3).train()
+    x = (torch.rand(6, 1, 10, 10, generator=torch.Generator().manual_seed(4)) > 0.6).float()
+    y = torch.tensor([3, 1, 4, 1, 5, 9])
+
+    def grad_norm():
+        model.zero_grad()
+        torch.manual_seed(0)
+        model.loss((x, y)).backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters()]).norm()
+
+    from_pixels = grad_norm()
+    model.distil_from(copy.deepcopy(model), others=4)
+    assert grad_norm() < 1e-5 * from_pixels, (grad_norm(), from_pixels)
+    assert [n for n, _ in model.named_parameters()] == [n for n, _ in gated().named_parameters()]  # no teacher's
+    assert set(model.state_dict()) == set(gated().state_dict())  # nor saved with it
+
+
+def test_the_distillation_loss_is_the_cross_entropy_to_the_teachers_probabilities_under_the_shown_labels():
+    model = weighty(gated(seed=1, label_dropout=0.5), seed=1).train()
+    teacher = weighty(gated(seed=2), seed=2)
+    shown = []
+
+    class Recording(torch.nn.Module):
+        config = teacher.config
+
+        def forward(self, x, label):
+            shown.append((x.clone(), label.clone()))
+            return teacher(x, label)
+
+    x = (torch.rand(6, 1, 10, 10, generator=torch.Generator().manual_seed(4)) > 0.6).float()
+    y = torch.tensor([3, 1, 4, 1, 5, 9])
+    torch.manual_seed(0)
+    drop = torch.rand(6) < 0.5  # the loss's own draw, first in both
+    model.distil_from(Recording(), others=4)
+    torch.manual_seed(0)
+    loss = model.loss((x, y))
+    (inputs, labels), = shown
+    assert torch.equal(inputs, torch.cat([x, x[:4]]))
+    assert torch.equal(labels[:6], torch.where(drop, torch.full_like(y, 10), y))  # dropped as in plain training
+    assert ((labels[6:] != y[:4]) & (labels[6:] >= 0) & (labels[6:] < 10)).all(), labels  # a wrong label each
+    with torch.no_grad():
+        target = torch.sigmoid(teacher(inputs, labels))
+        expected = F.binary_cross_entropy_with_logits(model(inputs, labels), target)
+    torch.testing.assert_close(loss, expected)
+    torch.manual_seed(0)
+    model.distil_from(None)
+    torch.testing.assert_close(model.loss((x, y)), F.binary_cross_entropy_with_logits(model(x, labels[:6]), x))
+
+
+@pytest.mark.parametrize("bad", [dict(n_labels=0), dict(n_orientations=4), dict(classify_weight=1.0)])
+def test_a_teacher_must_be_a_model_of_the_same_labels_and_no_other_objective(bad):
+    with pytest.raises(ValueError, match="teacher"):
+        gated(**bad).distil_from(gated())
+    with pytest.raises(ValueError, match="others"):
+        gated().distil_from(gated(), others=-1)
+
+
 @pytest.mark.parametrize("extra", [{}, {"skip": True}, {"n_orientations": 4}, {"n_labels": 0}])
 def test_a_widened_model_starts_with_the_narrow_ones_logits_and_can_learn_with_its_new_channels(extra):
     torch.manual_seed(0)

@@ -832,6 +832,55 @@ def test_init_from_a_narrower_model_widens_it(tiny_mnist, tmp_path, capsys):
     assert "widened from 4 channels" in (tmp_path / "weights" / "wide" / "README.md").read_text()
 
 
+def test_a_teacher_is_learnt_from_recorded_and_asked_for_again_on_resume(tiny_mnist, tmp_path, capsys, kill_at):
+    gated = ["--model", "gated_pixelcnn", "--n-layers", "2", "--checkpoint-every", "0", "--epochs", "2"]
+    base = tmp_path / "base"
+    assert train.main(args(tiny_mnist, base, *gated, "--name", "teacher")) == 0
+    teacher = base / "weights" / "teacher"
+
+    # A teacher that is not there is a one-line error, before any training
+    capsys.readouterr()
+    assert train.main(args(tiny_mnist, tmp_path, *gated, "--name", "taught", "--teacher",
+                           str(tmp_path / "nowhere"))) == 1
+    assert "--teacher" in _one_line_error(capsys)
+    assert not (tmp_path / "checkpoints" / "taught.safetensors").exists()
+
+    # The model trained is taught by the saved teacher's weights, with the wrong labels asked for
+    seen = {}
+    real_fit = train.fit
+
+    def fit(model, *a, **kw):
+        seen["teacher"], seen["others"] = model.teacher.state_dict(), model.teacher_others
+        return real_fit(model, *a, **kw)
+
+    taught = [*gated, "--name", "taught", "--teacher", str(teacher), "--teacher-others", "5"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train, "fit", fit)
+        assert train.main(args(tiny_mnist, tmp_path, *taught)) == 0
+    saved = load_file(teacher / "model.safetensors")
+    assert seen["others"] == 5 and all(torch.equal(seen["teacher"][k], v) for k, v in saved.items())
+    assert load_file(tmp_path / "weights" / "taught" / "model.safetensors").keys() == saved.keys()  # no teacher's
+    m = _metrics_of(tmp_path, "taught")
+    sha = hashlib.sha256((teacher / "model.safetensors").read_bytes()).hexdigest()
+    assert m["teacher"] == {"folder": str(teacher), "sha256": sha, "others": 5}
+    card = (tmp_path / "weights" / "taught" / "README.md").read_text()
+    assert f"--teacher {teacher} --teacher-others 5" in card and sha[:12] in card
+
+    # Killed, it resumes only with the same teacher, and then ends where the uninterrupted run ended
+    done = load_file(tmp_path / "weights" / "taught" / "model.safetensors")
+    again = tmp_path / "again"
+    disarm = kill_at(12, GatedPixelCNN)
+    with pytest.raises(Killed):
+        train.main(args(tiny_mnist, again, *taught))
+    disarm()
+    capsys.readouterr()
+    assert train.main(args(tiny_mnist, again, *taught[:-4], "--resume")) == 1
+    assert "teacher" in _one_line_error(capsys)
+    assert train.main(args(tiny_mnist, again, *taught, "--resume")) == 0
+    resumed = load_file(again / "weights" / "taught" / "model.safetensors")
+    assert all(torch.equal(resumed[k], done[k]) for k in done)
+
+
 def _metrics_of(tmp: Path, name: str) -> dict:
     return json.loads((tmp / "weights" / name / "metrics.json").read_text())
 
