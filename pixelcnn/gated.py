@@ -224,16 +224,6 @@ class GatedPixelCNN(nn.Module):
                 skips = skips + s
         return self.head(skips if self.config.skip else h)  # (B, 1, H, W)
 
-    def _distilled(self, x: torch.Tensor, label, dropped) -> torch.Tensor:
-        """The distillation loss (distil_from): the images under their dropped labels, some also under a wrong one."""
-        k = min(self.teacher_others, len(x)) if label is not None else 0
-        if k:
-            wrong = (label[:k] + torch.randint(1, self.config.n_labels, (k,), device=x.device)) % self.config.n_labels
-            x, dropped = torch.cat([x, x[:k]]), torch.cat([dropped, wrong])
-        with torch.no_grad():
-            target = torch.sigmoid(self.teacher(x, dropped))  # (B + k, 1, H, W)
-        return F.binary_cross_entropy_with_logits(self(x, dropped), target)
-
     @torch.no_grad()
     def widen_from(self, source: "GatedPixelCNN") -> None:
         """Copy a narrower model into this one so that it computes the same logits.
@@ -316,6 +306,9 @@ class GatedPixelCNN(nn.Module):
         which takes each of those images under every label, in the same forward pass. It pulls
         p(x | y) of the wrong labels down where the likelihood alone leaves them close, which is
         what classifying by argmax_y p(x | y), and sampling a chosen digit, need.
+
+        With a teacher (distil_from), the targets are the teacher's probabilities of the pixels
+        instead of the pixels themselves.
         """
         x, label = batch if isinstance(batch, (tuple, list)) else (batch, None)
         if not self.training:
@@ -344,3 +337,13 @@ class GatedPixelCNN(nn.Module):
         nats = bce[len(x):].sum((1, 2, 3)).view(n, k).T  # (k, n): -log p(x | y)
         classify = F.cross_entropy(-nats, label[:k])  # log 1/n cancels
         return bce[:len(x)].mean() + self.config.classify_weight * classify / x[0].numel()
+
+    def _distilled(self, x: torch.Tensor, label, dropped) -> torch.Tensor:
+        """The distillation loss (distil_from): the images under their dropped labels, some also under a wrong one."""
+        k = min(self.teacher_others, len(x)) if label is not None else 0
+        if k:
+            wrong = (label[:k] + torch.randint(1, self.config.n_labels, (k,), device=x.device)) % self.config.n_labels
+            x, dropped = torch.cat([x, x[:k]]), torch.cat([dropped, wrong])
+        with torch.no_grad():
+            target = torch.sigmoid(self.teacher(x, dropped))  # (B + k, 1, H, W)
+        return F.binary_cross_entropy_with_logits(self(x, dropped), target)
