@@ -18,16 +18,12 @@ run (pass --fresh to measure again). Prints a markdown table.
 
 import argparse
 import json
-import platform
 import sys
-import tempfile
-import time
-from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from hybrid import scores  # noqa: E402  (benchmarks/hybrid.py: the same figures)
+from hybrid import fine_tune, scores  # noqa: E402  (benchmarks/hybrid.py: the same steps and figures)
 from jobs import run_in_processes, write_row  # noqa: E402  (benchmarks/jobs.py)
 
 CONTROL = "pixels"  # the row that learns from the pixels
@@ -64,8 +60,6 @@ def run_row(args, row: str) -> dict:
     import torch
 
     import pixelcnn
-    from pixelcnn.data import load_mnist
-    from pixelcnn.trainer import TrainConfig, fit
     from pixelcnn.weights import local_folder, weights_sha256
 
     torch.set_num_threads(args.threads)
@@ -73,22 +67,10 @@ def run_row(args, row: str) -> dict:
     taught = row != CONTROL
     if taught:
         model.distil_from(pixelcnn.load_model(args.teacher), others=int(row.split("-")[1]))
-    train = load_mnist(args.data_dir, train=True)
-    test = load_mnist(args.data_dir, train=False)
-    train = tuple(t[:args.steps * 64] for t in train)  # one epoch of exactly `steps` batches
-    images, labels = (t[:args.test] for t in test)
-    tc = TrainConfig(epochs=1, batch_size=64, lr=args.lr, seed=0, checkpoint_every=1e9)
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        state, tuned = fit(model, train, (images[:1], labels[:1]), tc, Path(tmp) / "ckpt.safetensors")
-        seconds = time.perf_counter() - t0
     return {"row": row, "init": args.init, "init_sha256": weights_sha256(local_folder(args.init)),
             "teacher": args.teacher if taught else None,
             "teacher_sha256": weights_sha256(local_folder(args.teacher)) if taught else None,
-            "train_config": asdict(tc), "steps": args.steps, "test_digits": args.test,
-            "train_seconds": round(seconds, 1), "threads": args.threads, "jobs": args.jobs,
-            **scores(tuned, images, labels), "train_loss": state.history[-1]["train_loss"],
-            "platform": platform.platform()}
+            **fine_tune(model, args)}
 
 
 def start_scores(args, name: str) -> dict:

@@ -54,13 +54,21 @@ def run_row(args, w: float) -> dict:
     import torch
 
     import pixelcnn
-    from pixelcnn.data import load_mnist
-    from pixelcnn.trainer import TrainConfig, fit
     from pixelcnn.weights import local_folder, weights_sha256
 
     torch.set_num_threads(args.threads)
     model = pixelcnn.load_model(args.init)
     model.config = replace(model.config, classify_weight=w, classify_batch=args.classify_batch)
+    return {"classify_weight": w, "init": args.init, "init_sha256": weights_sha256(local_folder(args.init)),
+            "classify_batch": args.classify_batch, **fine_tune(model, args)}
+
+
+def fine_tune(model, args) -> dict:
+    """Fine-tune model on the first --steps batches of 64 of the training digits (the same for every
+    row, in the same order), then score it on the first --test test digits: a row's figures."""
+    from pixelcnn.data import load_mnist
+    from pixelcnn.trainer import TrainConfig, fit
+
     train = load_mnist(args.data_dir, train=True)
     test = load_mnist(args.data_dir, train=False)
     train = tuple(t[:args.steps * 64] for t in train)  # one epoch of exactly `steps` batches
@@ -70,11 +78,10 @@ def run_row(args, w: float) -> dict:
         t0 = time.perf_counter()
         state, tuned = fit(model, train, (images[:1], labels[:1]), tc, Path(tmp) / "ckpt.safetensors")
         seconds = time.perf_counter() - t0
-    return {"classify_weight": w, "init": args.init, "init_sha256": weights_sha256(local_folder(args.init)),
-            "classify_batch": args.classify_batch, "train_config": asdict(tc), "steps": args.steps,
-            "test_digits": args.test, "train_seconds": round(seconds, 1), "threads": args.threads, "jobs": args.jobs,
-            **scores(tuned, images, labels),
-            "train_loss": state.history[-1]["train_loss"], "platform": platform.platform()}
+    return {"train_config": asdict(tc), "steps": args.steps, "test_digits": args.test,
+            "train_seconds": round(seconds, 1), "threads": args.threads, "jobs": args.jobs,
+            **scores(tuned, images, labels), "train_loss": state.history[-1]["train_loss"],
+            "platform": platform.platform()}
 
 
 def scores(model, images, labels) -> dict:
