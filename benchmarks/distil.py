@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from hybrid import fine_tune, scores  # noqa: E402  (benchmarks/hybrid.py: the same steps and figures)
+from hybrid import fine_tune, model_scores  # noqa: E402  (benchmarks/hybrid.py: the same steps and figures)
 from jobs import run_in_processes, write_row  # noqa: E402  (benchmarks/jobs.py)
 
 CONTROL = "pixels"  # the row that learns from the pixels
@@ -75,19 +75,7 @@ def run_row(args, row: str) -> dict:
 
 def start_scores(args, name: str) -> dict:
     """The figures of a model as it is (the start, or the teacher), kept in --out."""
-    path = Path(args.out) / f"{name}-{args.test}test.json"
-    if path.is_file() and not args.fresh:
-        return json.loads(path.read_text())
-    import torch
-
-    import pixelcnn
-    from pixelcnn.data import load_mnist
-
-    torch.set_num_threads(args.threads * args.jobs)
-    images, labels = (t[:args.test] for t in load_mnist(args.data_dir, train=False))
-    out = scores(pixelcnn.load_model(name), images, labels)
-    write_row(path, out)
-    return out
+    return model_scores(args, name, Path(args.out) / f"{name}-{args.test}test.json")
 
 
 def main(argv=None) -> int:

@@ -99,7 +99,11 @@ def scores(model, images, labels) -> dict:
 
 def before(args) -> dict:
     """The same figures of the model every row starts from, before any fine-tuning."""
-    path = Path(args.out) / f"init-{args.test}test.json"
+    return model_scores(args, args.init, Path(args.out) / f"init-{args.test}test.json")
+
+
+def model_scores(args, name: str, path: Path) -> dict:
+    """The figures of the model `name` as it is, on the first --test test digits; kept in path and reused."""
     if path.is_file() and not args.fresh:
         return json.loads(path.read_text())
     import torch
@@ -109,7 +113,7 @@ def before(args) -> dict:
 
     torch.set_num_threads(args.threads * args.jobs)
     images, labels = (t[:args.test] for t in load_mnist(args.data_dir, train=False))
-    out = scores(pixelcnn.load_model(args.init), images, labels)
+    out = scores(pixelcnn.load_model(name), images, labels)
     write_row(path, out)
     return out
 
