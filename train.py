@@ -273,15 +273,21 @@ def run(args, rank: int, world: int, device: torch.device) -> int:
     return push_outputs(args, out, results) if args.push_to_hub else 0
 
 
+def saved_folder(name: str, out: str) -> Path:
+    """The folder of a trained model named on the command line: a name in out/, or a folder; ModelLoadError if none."""
+    folder = local_folder(name, out)
+    if folder is None:
+        raise ModelLoadError(f"no model folder {name!r} in {out}/ (or a folder with model.safetensors)")
+    return folder
+
+
 def attach_teacher(model, name: str, others: int, device, out: str) -> dict:
     """Have model learn the probabilities of the model saved as `name` in out/, or in that folder (distil_from).
 
     Returns what metrics.json and the checkpoint's settings record of it (the folder, the weights'
     SHA-256, `others`), so that --resume continues only a run taught by these very weights.
     """
-    folder = local_folder(name, out)
-    if folder is None:
-        raise ModelLoadError(f"no model folder {name!r} in {out}/ (or a folder with model.safetensors)")
+    folder = saved_folder(name, out)
     model.distil_from(load_model(folder, device=device), others=others)
     return {"folder": str(folder), "sha256": weights_sha256(folder), "others": others}
 
@@ -332,10 +338,8 @@ def build_ensemble(args, out: Path, results: Path) -> int:
     """Save the models args.ensemble as one Ensemble in out, with a metrics.json and card from theirs; 1 on a bad one."""
     models, records = [], []
     for name in args.ensemble:
-        folder = local_folder(name, args.out)
         try:
-            if folder is None:
-                raise ModelLoadError(f"no model folder {name!r} in {args.out}/ (or a folder with model.safetensors)")
+            folder = saved_folder(name, args.out)
             model = load_model(folder)  # which kinds may be members, EnsembleConfig says below
         except ModelLoadError as e:
             print(f"train.py: error: {e}", file=sys.stderr)
