@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from jobs import run_in_processes, write_row  # noqa: E402  (benchmarks/jobs.py)
+from jobs import add_row_arguments, run_in_processes, write_row  # noqa: E402  (benchmarks/jobs.py)
 
 BASE = dict(hidden_channels=32, first_kernel_size=5, kernel_size=5, n_layers=12, n_labels=10, label_dropout=0.2)
 
@@ -58,12 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS), metavar="ROW",
                    help=f"rows to run (default: all): {', '.join(ROWS)}")
     p.add_argument("--steps", type=int, default=300, help="training steps of batch 64 per row")
-    p.add_argument("--test", type=int, default=2000, help="score on the first N test digits")
-    p.add_argument("--data-dir", default="data", help="torchvision MNIST root (default: %(default)s)")
-    p.add_argument("--out", default="results/ablation", help="one ROW.json per row (default: %(default)s)")
-    p.add_argument("--jobs", type=int, default=2, help="rows trained at once, each in its own process")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per job")
-    p.add_argument("--fresh", action="store_true", help="measure again even where ROW.json exists")
+    add_row_arguments(p, out="results/ablation", test=2000)
     p.add_argument("--one", help=argparse.SUPPRESS)  # run one row in this process (what the jobs do)
     return p.parse_args(argv)
 

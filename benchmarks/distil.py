@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from hybrid import fine_tune, model_scores  # noqa: E402  (benchmarks/hybrid.py: the same steps and figures)
-from jobs import run_in_processes, write_row  # noqa: E402  (benchmarks/jobs.py)
+from jobs import add_row_arguments, run_in_processes, write_row  # noqa: E402  (benchmarks/jobs.py)
 
 CONTROL = "pixels"  # the row that learns from the pixels
 
@@ -37,12 +37,7 @@ def parse_args(argv=None):
                    help="a taught row for each K: images of each batch also under a wrong label (default: %(default)s)")
     p.add_argument("--steps", type=int, default=300, help="fine-tuning steps of batch 64 per row")
     p.add_argument("--lr", type=float, default=2e-4, help="constant learning rate (default: %(default)s)")
-    p.add_argument("--test", type=int, default=2000, help="score on the first N test digits")
-    p.add_argument("--data-dir", default="data", help="torchvision MNIST root (default: %(default)s)")
-    p.add_argument("--out", default="results/distil", help="one JSON per row (default: %(default)s)")
-    p.add_argument("--jobs", type=int, default=2, help="rows trained at once, each in its own process")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per job")
-    p.add_argument("--fresh", action="store_true", help="measure again even where the row's JSON exists")
+    add_row_arguments(p, out="results/distil", test=2000)
     p.add_argument("--one", help=argparse.SUPPRESS)  # run one row in this process (what the jobs do)
     return p.parse_args(argv)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from jobs import run_in_processes, write_row  # noqa: E402  (benchmarks/jobs.py)
+from jobs import add_row_arguments, run_in_processes, write_row  # noqa: E402  (benchmarks/jobs.py)
 
 
 def parse_args(argv=None):
@@ -36,12 +36,7 @@ def parse_args(argv=None):
     p.add_argument("--classify-batch", type=int, default=8, help="images of each batch scored under every label")
     p.add_argument("--steps", type=int, default=150, help="fine-tuning steps of batch 64 per row")
     p.add_argument("--lr", type=float, default=2e-4, help="constant learning rate (default: %(default)s)")
-    p.add_argument("--test", type=int, default=1000, help="score on the first N test digits")
-    p.add_argument("--data-dir", default="data", help="torchvision MNIST root (default: %(default)s)")
-    p.add_argument("--out", default="results/hybrid", help="one JSON per row (default: %(default)s)")
-    p.add_argument("--jobs", type=int, default=2, help="rows trained at once, each in its own process")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per job")
-    p.add_argument("--fresh", action="store_true", help="measure again even where the row's JSON exists")
+    add_row_arguments(p, out="results/hybrid", test=1000)
     p.add_argument("--one", type=float, help=argparse.SUPPRESS)  # run one row in this process (what the jobs do)
     return p.parse_args(argv)
 

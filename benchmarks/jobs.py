@@ -1,11 +1,22 @@
-"""Rows of a benchmark table measured in processes of their own, a few at a time (ablate.py, hybrid.py)."""
+"""Rows of a benchmark table measured in processes of their own, a few at a time (ablate.py, distil.py, hybrid.py)."""
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+
+def add_row_arguments(p: argparse.ArgumentParser, out: str, test: int) -> None:
+    """The options every such script takes: the test digits, the data, where rows go, and how they run."""
+    p.add_argument("--test", type=int, default=test, help="score on the first N test digits (default: %(default)s)")
+    p.add_argument("--data-dir", default="data", help="torchvision MNIST root (default: %(default)s)")
+    p.add_argument("--out", default=out, help="one JSON per row (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=2, help="rows trained at once, each in its own process")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per job")
+    p.add_argument("--fresh", action="store_true", help="measure again even where the row's JSON exists")
 
 
 def write_row(path: Path, row: dict) -> None:
