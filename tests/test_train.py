@@ -791,18 +791,7 @@ def test_init_from_starts_a_four_orientation_model_as_the_saved_one(tiny_mnist, 
     assert not kept.exists()
 
     # Killed and resumed, it ends where the uninterrupted run ended; resumed from other weights, it refuses
-    done = load_file(tmp_path / "weights" / "four" / "model.safetensors")
-    again = tmp_path / "again"
-    disarm = kill_at(12, GatedPixelCNN)
-    with pytest.raises(Killed):
-        train.main(args(tiny_mnist, again, *four))
-    disarm()
-    capsys.readouterr()
-    assert train.main(args(tiny_mnist, again, *four[:-2], "--resume")) == 1
-    assert "init_from" in _one_line_error(capsys)
-    assert train.main(args(tiny_mnist, again, *four, "--resume")) == 0
-    resumed = load_file(again / "weights" / "four" / "model.safetensors")
-    assert resumed.keys() == done.keys() and all(torch.equal(resumed[k], done[k]) for k in done)
+    _killed_resumes_only_as_started(tiny_mnist, tmp_path, capsys, kill_at, "four", four, four[:-2], "init_from")
 
 
 def test_init_from_a_narrower_model_widens_it(tiny_mnist, tmp_path, capsys):
@@ -867,18 +856,25 @@ def test_a_teacher_is_learnt_from_recorded_and_asked_for_again_on_resume(tiny_mn
     assert f"--teacher {teacher} --teacher-others 5" in card and sha[:12] in card
 
     # Killed, it resumes only with the same teacher, and then ends where the uninterrupted run ended
-    done = load_file(tmp_path / "weights" / "taught" / "model.safetensors")
+    _killed_resumes_only_as_started(tiny_mnist, tmp_path, capsys, kill_at, "taught", taught, taught[:-4], "teacher")
+
+
+def _killed_resumes_only_as_started(tiny_mnist, tmp_path, capsys, kill_at, name, run, other, what) -> None:
+    """The run (train.py's arguments) killed at its 12th step, in tmp_path / "again": --resume with the
+    arguments `other` is a one-line error that names `what`; with its own, it ends with the weights that
+    the uninterrupted run left in tmp_path."""
+    done = load_file(tmp_path / "weights" / name / "model.safetensors")
     again = tmp_path / "again"
     disarm = kill_at(12, GatedPixelCNN)
     with pytest.raises(Killed):
-        train.main(args(tiny_mnist, again, *taught))
+        train.main(args(tiny_mnist, again, *run))
     disarm()
     capsys.readouterr()
-    assert train.main(args(tiny_mnist, again, *taught[:-4], "--resume")) == 1
-    assert "teacher" in _one_line_error(capsys)
-    assert train.main(args(tiny_mnist, again, *taught, "--resume")) == 0
-    resumed = load_file(again / "weights" / "taught" / "model.safetensors")
-    assert all(torch.equal(resumed[k], done[k]) for k in done)
+    assert train.main(args(tiny_mnist, again, *other, "--resume")) == 1
+    assert what in _one_line_error(capsys)
+    assert train.main(args(tiny_mnist, again, *run, "--resume")) == 0
+    resumed = load_file(again / "weights" / name / "model.safetensors")
+    assert resumed.keys() == done.keys() and all(torch.equal(resumed[k], done[k]) for k in done)
 
 
 def _metrics_of(tmp: Path, name: str) -> dict:
