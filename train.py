@@ -42,7 +42,7 @@ from pixelcnn.card import RECIPE_TEST_LOSS, model_card
 from pixelcnn.data import load_mnist
 from pixelcnn.plotting import save_grid, save_loss_curve
 from pixelcnn.trainer import (TrainConfig, TrainingDiverged, TrainingError, TrainingStopped, distributed_setup,
-                              distributed_teardown, evaluate, fit)
+                              distributed_teardown, evaluate, exit_worker, fit)
 from pixelcnn.ensemble import MEMBER_TYPES, Ensemble, EnsembleConfig
 from pixelcnn.weights import ModelLoadError, atomic_write, local_folder, weights_sha256, write_json
 
@@ -505,4 +505,4 @@ def evaluate_saved(folder: Path, test: tuple[torch.Tensor, ...], device, kept: P
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_worker(main())

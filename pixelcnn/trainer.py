@@ -11,6 +11,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -150,6 +151,21 @@ def distributed_teardown() -> None:
     except RuntimeError:  # another process has already gone (a failed start): end this one's all the same
         pass
     dist.destroy_process_group()
+
+
+def exit_worker(code: int) -> None:
+    """Exit with `code`; a torchrun worker (WORLD_SIZE > 1) without the interpreter's own teardown.
+
+    After distributed_teardown, as Python finalises, gloo's threads can still free tensors and abort
+    the process (SIGABRT, "terminate called without an active exception", after the outputs are
+    written; pytorch/pytorch#179291): 1 of 30 runs of a two-process toy with a loaded CPU. A worker
+    has nothing left to do but flush its output, so it ends there, with os._exit.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _all_sum(values: list[float], device) -> list[float]:
