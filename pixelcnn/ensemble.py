@@ -14,6 +14,13 @@ the raster order. The fast cache steps every member's own cache and mixes their 
 way, pixel by pixel. A labelled ensemble (its members share their labels) is a labelled model:
 label=None is the mixture over labels and members alike.
 
+Sampling needs less: the mixture is sampled exactly by drawing a member from its posterior given
+the pixels kept, p(m | x_<k, y) ∝ p_m(x_<k | y) (uniform when none are), then the image from that
+member alone, as the labels of one model are drawn (sampling.py). So pixelcnn.sample steps one
+member's cache an image (sampling.MemberSteps); a stream, which shows the mixture's probabilities,
+steps every member's and draws each pixel from the image's member (EnsembleCache with uniforms):
+the same images.
+
 Saved as any model is: config.json holds each member's config, model.safetensors every member's
 weights (prefixed "members.0.", "members.1.", ...).
 
@@ -57,6 +64,16 @@ def mixture_logits(z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     ll = pixel_log_lik(z, x)
     w = torch.log_softmax(ll.cumsum(-1) - ll, dim=1)  # log p(component | x_<i): (B, K, P)
     return (torch.logsumexp(w + F.logsigmoid(z), dim=1) - torch.logsumexp(w + F.logsigmoid(-z), dim=1)).float()
+
+
+def draw_from(log_lik: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """(n,) indices drawn from the distributions softmax(log_lik) (n, K), by inverse CDF at the uniforms (n,).
+
+    The labels or members from their posteriors, or a group's candidate from its weights.
+    """
+    post = np.exp(log_lik - log_lik.max(1, keepdims=True))
+    cdf = np.cumsum(post / post.sum(1, keepdims=True), axis=1)
+    return np.minimum((cdf < uniforms[:, None]).sum(1), log_lik.shape[1] - 1)
 
 
 def log_sigmoid(z: np.ndarray) -> np.ndarray:
@@ -135,9 +152,16 @@ class Ensemble(nn.Module):
         z = torch.stack([_call(m, x, label, orientation).flatten(1) for m in self.members], 1)  # (B, M, H * W)
         return mixture_logits(z, x.flatten(1)).view_as(x)
 
-    def step_cache(self, n: int, height: int, width: int, label=None, orientation=0) -> "EnsembleCache":
-        """The logits one pixel at a time, for fast sampling: every member's own cache, mixed (cached.py)."""
-        return EnsembleCache([_member_cache(m, n, height, width, label, orientation) for m in self.members])
+    def step_cache(self, n: int, height: int, width: int, label=None, orientation=0, uniforms=None,
+                   tied=None) -> "EnsembleCache":
+        """The logits one pixel at a time, for fast sampling: every member's own cache, mixed (cached.py).
+
+        With uniforms (n,) in [0, 1), each row draws from one member, drawn at begin from its posterior
+        given the pixels given (row tied[r]'s posterior for row r, default its own), by inverse CDF at
+        its uniform: logit gives that member's logits, `mixed` and shown() the mixture's.
+        """
+        return EnsembleCache([_member_cache(m, n, height, width, label, orientation) for m in self.members],
+                             uniforms, tied)
 
     def loss(self, batch) -> torch.Tensor:
         """Mean binary cross-entropy per pixel, in nats: -log of the mixture of the members' p(x).
@@ -169,21 +193,34 @@ def _member_cache(model, n, height, width, label, orientation):
 class EnsembleCache:
     """The StepCache of an ensemble: each member's, and the log-likelihood of the pixels so far under each."""
 
-    def __init__(self, inner: list):
+    def __init__(self, inner: list, uniforms: np.ndarray | None = None, tied: np.ndarray | None = None):
         self.inner = inner
+        self.uniforms, self.tied = uniforms, tied  # see Ensemble.step_cache
+        self.member = None  # (n,) the member each row draws from, if drawn (begin)
         self.loglik = None  # (n, M) float64: log p_m(the pixels so far)
         self.z = None  # (n, M): the members' logits of the pixel being drawn
+        self.mixed = None  # (n,) float32: the mixture's logit of it
 
     def begin(self, x: torch.Tensor, k: int) -> np.ndarray:
         z = torch.from_numpy(np.stack([c.begin(x, k) for c in self.inner], axis=-1))  # (k, n, M)
         z = z.permute(1, 2, 0)  # (n, M, k)
         bits = x.reshape(len(x), -1)[:, :k].cpu()
         self.loglik = pixel_log_lik(z, bits).sum(-1).numpy()
+        if self.uniforms is not None:
+            tied = np.arange(len(x)) if self.tied is None else self.tied
+            self.member = draw_from(self.loglik[tied], self.uniforms)
         return mixture_logits(z, bits).T.numpy()  # (k, n)
 
     def logit(self, p: int) -> np.ndarray:
         self.z = np.stack([c.logit(p) for c in self.inner], axis=1).astype(np.float64)  # (n, M)
-        return mixed_logit(self.loglik, self.z).astype(np.float32)  # each member weighed by p_m(x_<p)
+        self.mixed = mixed_logit(self.loglik, self.z).astype(np.float32)  # each member weighed by p_m(x_<p)
+        if self.member is None:
+            return self.mixed
+        return self.z[np.arange(len(self.z)), self.member].astype(np.float32)
+
+    def shown(self, p: int) -> np.ndarray:
+        """The mixture's logit of pixel p, whichever member drew it."""
+        return self.mixed
 
     def put(self, p: int, bits: np.ndarray) -> None:
         for c in self.inner:
@@ -194,3 +231,5 @@ class EnsembleCache:
         for c in self.inner:
             c.reorder(index)
         self.loglik = self.loglik[index]
+        if self.member is not None:
+            self.member = self.member[index]

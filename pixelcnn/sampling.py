@@ -11,6 +11,8 @@ p(y) = 1/10, sampled exactly. Generation draws each image's label uniformly, the
 given it; a completion draws the label from its posterior given the kept pixels. The
 probabilities shown are the mixture's, P(x_i = 1 | x_<i) = sum_y p(y | x_<i) P(x_i = 1 | x_<i, y),
 whose product over the pixels is p(x). `label=DROPPED` takes the model's own "no label" instead.
+An ensemble (ensemble.py), the mean of its members' densities, is sampled the same way: each
+image's member drawn from its posterior, then the image from that member alone (MemberSteps).
 
 `complete` keeps any set of known pixels [1]. When they all come before the unknown ones (in
 raster order, or in another orientation of a model trained on several, see orders.py) it samples
@@ -50,9 +52,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cached import FullPasses, StepCache, _distinct, single_threaded_blas
-from .ensemble import log_sigmoid as _log_sigmoid, mixed_logit, mixture_logits as _mixture_logits
-from .ensemble import pixel_log_lik as _pixel_log_lik
+from .cached import FullPasses, StepCache, _distinct, _take_label, single_threaded_blas
+from .ensemble import Ensemble, draw_from as _draw_from, log_sigmoid as _log_sigmoid, mixed_logit
+from .ensemble import mixture_logits as _mixture_logits, pixel_log_lik as _pixel_log_lik
 from .orders import orient, unorient
 
 DROPPED = "dropped"  # label= for a labelled model's own unconditional p(x), its "no label" embedding
@@ -204,8 +206,10 @@ class MixtureSteps:
         return mixed.T.numpy()
 
     def logit(self, p: int) -> np.ndarray:
-        self.z = self.inner.logit(p).reshape(self.n, self.l)
-        return self.z.reshape(-1)[self.select]  # each image under its own label
+        drawn = self.inner.logit(p)
+        # An ensemble's rows may each draw from one member (EnsembleCache): the labels are weighed by the mixture's
+        self.z = getattr(self.inner, "mixed", drawn).reshape(self.n, self.l)
+        return drawn[self.select]  # each image under its own label
 
     def put(self, p: int, bits: np.ndarray) -> None:
         self.inner.put(p, np.repeat(bits, self.l))
@@ -247,30 +251,79 @@ class GuidedSteps:
         self.inner.reorder(np.concatenate([index, index + self.n]))
 
 
-def _draw_from(log_lik: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-    """(n,) indices drawn from the distributions softmax(log_lik) (n, L), by inverse CDF at the uniforms (n,).
+class MemberSteps:
+    """The StepCache of an ensemble (ensemble.py) at one member's cost: each image drawn from one member.
 
-    The labels from their posteriors, or a group's candidate from its weights.
+    The ensemble's p(x | y) is the mean of its members', a mixture: an exact sample of it is a member
+    drawn from its posterior given the pixels `begin` is given, p(m | x_<k, y) ∝ p_m(x_<k | y) (uniform
+    when none are), then the image from that member alone. So each member's own StepCache steps its
+    images only. The logits are the drawn member's, the given pixels' the mixture's.
     """
-    post = np.exp(log_lik - log_lik.max(1, keepdims=True))
-    cdf = np.cumsum(post / post.sum(1, keepdims=True), axis=1)
-    return np.minimum((cdf < uniforms[:, None]).sum(1), log_lik.shape[1] - 1)
+
+    def __init__(self, model: Ensemble, n: int, h: int, w: int, label, orientation: int, plain: bool,
+                 uniforms: np.ndarray, tied: np.ndarray | None = None):
+        self.model, self.n, self.size = model, n, (h, w)
+        self.label, self.orientation, self.plain = label, orientation, plain
+        self.uniforms = uniforms  # (n,) in [0, 1): one per row, for its member
+        self.tied = np.arange(n) if tied is None else tied  # row r's member is drawn from row tied[r]'s posterior
+        self.member = None  # (n,) each row's member, drawn at begin
+        self.parts = []  # (rows, StepCache) for each member that draws any
+
+    def begin(self, x: torch.Tensor, k: int) -> np.ndarray:
+        h, w = self.size
+        members = self.model.members
+        if k:
+            z = torch.stack([_given_logits(m, x, k, self.label, self.orientation) for m in members], 1)  # (n, M, k)
+            bits = x.reshape(self.n, -1)[:, :k]
+            log_lik = _pixel_log_lik(z, bits).sum(-1).numpy()
+            given = _mixture_logits(z, bits).T.numpy()
+        else:
+            log_lik, given = np.zeros((self.n, len(members))), np.empty((0, self.n), np.float32)
+        self.member = _draw_from(log_lik[self.tied], self.uniforms)
+        self.parts = []
+        for m, model in enumerate(members):
+            rows = np.flatnonzero(self.member == m)
+            if len(rows):
+                steps = _step_cache(model, len(rows), h, w, _take_label(self.label, rows),
+                                    _take_label(self.orientation, rows), self.plain)
+                steps.begin(x[torch.from_numpy(rows)], k)
+                self.parts.append((rows, steps))
+        return given
+
+    def logit(self, p: int) -> np.ndarray:
+        z = np.empty(self.n, np.float32)
+        for rows, steps in self.parts:
+            z[rows] = steps.logit(p)
+        return z
+
+    def put(self, p: int, bits: np.ndarray) -> None:
+        for rows, steps in self.parts:
+            steps.put(p, bits[rows])
+
+    def reorder(self, index: np.ndarray) -> None:
+        raise NotImplementedError("MemberSteps is not resampled: a resampled completion steps every member (EnsembleCache)")
+
+
+@torch.no_grad()
+def _given_logits(model, x: torch.Tensor, k: int, label, orientation) -> torch.Tensor:
+    """(B, k) float32 on the CPU: the model's logits of the first k pixels of x, from one pass over the rows that hold them."""
+    rows = (k - 1) // x.shape[-1] + 1  # a causal model's logits there see only these rows
+    device = next(model.parameters()).device
+    label = label.to(device) if torch.is_tensor(label) else label
+    return _forward(model, x[:, :, :rows].to(device), label, orientation).float().cpu().flatten(1)[:, :k]
 
 
 @torch.no_grad()
 def _prefix_log_lik(model, x: torch.Tensor, k: int, orientation: int) -> np.ndarray:
     """(B, L) log p(the first k pixels of each image | label), for every label in one pass."""
-    b, _, _, w = x.shape
+    b = x.shape[0]
     n = n_labels(model)
     if k == 0:
         return np.zeros((b, n))
-    rows = (k - 1) // w + 1  # a causal model's logits there see only these rows
     once, copy_of = _distinct(x.reshape(b, -1)[:, :k])  # candidates share their prefix: one pass for each
     x = x[once]
-    device = next(model.parameters()).device
-    z = _forward(model, x[:, :, :rows].repeat_interleave(n, dim=0).to(device), torch.arange(n, device=device)
-                 .repeat(len(x)), orientation).float().cpu().reshape(len(x), n, -1)[..., :k]
-    return _pixel_log_lik(z, x.reshape(len(x), -1)[:, :k]).sum(-1).numpy()[copy_of.numpy()]
+    z = _given_logits(model, x.repeat_interleave(n, dim=0), k, torch.arange(n).repeat(len(x)), orientation)
+    return _pixel_log_lik(z.reshape(len(x), n, k), x.reshape(len(x), -1)[:, :k]).sum(-1).numpy()[copy_of.numpy()]
 
 
 # ---- the loop ----
@@ -291,6 +344,11 @@ def _thresholds(n: int, h: int, w: int, seed: int, temperature: float) -> np.nda
 def _label_uniforms(seed: int, n: int) -> np.ndarray:
     """(n,) uniforms for drawing labels (and resampling), apart from the pixels' own randomness."""
     return np.random.default_rng([seed, 1]).random(n)
+
+
+def _member_uniforms(seed: int, n: int) -> np.ndarray:
+    """(n,) uniforms for drawing an ensemble's members, apart from the pixels' and the labels'."""
+    return np.random.default_rng([seed, 3]).random(n)
 
 
 class _Drawing:
@@ -423,13 +481,18 @@ def _shards(n: int, shards: int | None, rows_per_image: int = 1) -> list[slice]:
 
 
 def _make_drawing(model, x, start, thresholds, known, label, orientation, plain, uniforms, shards,
-                  mixture_steps=False, guidance=0.0):
+                  mixture_steps=False, guidance=0.0, members=None):
     """A _Drawing of x (N, 1, H, W) in the model's frame, one StepCache per shard.
 
     For label=None on a labelled model, each image's label is drawn from its posterior given the
     first `start` pixels; with mixture_steps (and no guidance), by MixtureSteps, which also gives
     the mixture's probabilities of every pixel (at the cost of every label's pass); else from one
     pass first. With guidance, by GuidedSteps, towards each image's label.
+
+    With members, (N,) uniforms, an ensemble draws each image from one member, drawn from its
+    posterior given the first `start` pixels (and the image's label): by MemberSteps, at one
+    member's cost; with mixture_steps (and no guidance), by every member's cache, which also gives
+    the mixture's probabilities. The same images either way.
     """
     n, _, h, w = x.shape
     mixture, label = _label(model, label)
@@ -443,19 +506,33 @@ def _make_drawing(model, x, start, thresholds, known, label, orientation, plain,
     if per_image and len(label) != n:
         raise ValueError(f"label must be an int or a ({n},) tensor, got shape {tuple(torch.as_tensor(label).shape)}")
 
-    def make(rows, lab):
-        return _step_cache(model, rows, h, w, lab, orientation, plain)
+    if not isinstance(model, Ensemble):
+        members = None
+
+    def maker(u=None, copies=1):
+        """make(rows, label): a StepCache; for an ensemble with u, each of `copies` copies of an image (rows
+        image, image + len(u), ...) drawn from the member its first copy draws, at its uniform in u."""
+        def make(rows, lab):
+            if u is None:
+                return _step_cache(model, rows, h, w, lab, orientation, plain)
+            tied = np.tile(np.arange(len(u)), copies) if copies > 1 else None
+            if mixture_steps and not guidance and not plain:  # the mixture shown: every member steps
+                return model.step_cache(rows, h, w, lab, orientation, np.tile(u, copies), tied)
+            return MemberSteps(model, rows, h, w, lab, orientation, plain, np.tile(u, copies), tied)
+        return make
 
     parts = []
     for cols in _shards(n, shards, n_labels(model) if mixture else 2 if guidance else 1):
-        if mixture:
+        u = None if members is None else members[cols]
+        if mixture:  # every label's copy of an image: its member is drawn given each label
+            make = maker(None if u is None or plain else np.repeat(u, n_labels(model)))
             steps = MixtureSteps(make, cols.stop - cols.start, n_labels(model), uniforms[cols])
         elif guidance:
             lab = torch.as_tensor(label)
-            steps = GuidedSteps(make, lab[cols] if per_image else lab.expand(cols.stop - cols.start), n_labels(model),
-                                guidance)
+            steps = GuidedSteps(maker(u, copies=2), lab[cols] if per_image else lab.expand(cols.stop - cols.start),
+                                n_labels(model), guidance)
         else:
-            steps = make(cols.stop - cols.start, torch.as_tensor(label)[cols] if per_image else label)
+            steps = maker(u)(cols.stop - cols.start, torch.as_tensor(label)[cols] if per_image else label)
         parts.append((steps, cols))
     return _Drawing(parts, x, start, thresholds, known, drawn)
 
@@ -512,21 +589,25 @@ def _stream(model, n, seed, prefix, rows, pixels, temperature, label, every, ima
     orientation = _orientation(model, orientation)
     h, w = image_size
     drawing = _prefix_drawing(model, n, seed, prefix, rows, pixels, temperature, label, image_size, plain,
-                              orientation, shards, mixture_steps, guidance)
+                              orientation, shards, mixture_steps, guidance, members=True)
     for position in drawing.frames(every):
         yield _frame(drawing, position, (n, h, w), orientation)
 
 
 def _prefix_drawing(model, n, seed, prefix, rows, pixels, temperature, label, image_size, plain, orientation,
-                    shards, mixture_steps=False, guidance=0.0) -> _Drawing:
-    """The _Drawing of n images from the first pixels of prefix (rows or pixels of them) in the orientation's order."""
+                    shards, mixture_steps=False, guidance=0.0, members=False) -> _Drawing:
+    """The _Drawing of n images from the first pixels of prefix (rows or pixels of them) in the orientation's order.
+
+    members: an ensemble draws each image from one member (_make_drawing); not where the drawing's
+    logits must be the ensemble's own, as a proposal's are.
+    """
     h, w = image_size
     x, k = _start(n, prefix, rows, pixels, image_size)
     x = orient(x, orientation)
     x.view(n, -1)[:, k:] = 0  # only the given pixels, in the drawing's order
     thresholds = _thresholds(n, h, w, seed, temperature)
     return _make_drawing(model, x, k, thresholds, None, label, orientation, plain, _label_uniforms(seed, n),
-                         shards, mixture_steps, guidance)
+                         shards, mixture_steps, guidance, _member_uniforms(seed, n) if members else None)
 
 
 def sample_stream(model, n: int, seed: int = 0, prefix: torch.Tensor | None = None, rows: int = 0,
@@ -565,8 +646,11 @@ def sample_stream(model, n: int, seed: int = 0, prefix: torch.Tensor | None = No
         after every `every` drawn pixels, and always at the end (position == H * W), once.
         probs are the model's own (temperature 1), for given and drawn pixels alike: for
         label=None on a labelled model, the mixture's, which costs every label's pass (sample,
-        which shows no probabilities, draws the same images at the cost of one label's); with
-        guidance, the guided ones the pixels are drawn from.
+        which shows no probabilities, draws the same images at the cost of one label's); for an
+        ensemble, the mixture's over its members, which costs every member's steps (sample draws
+        the same images at one member's: each image from one member, drawn from its posterior
+        given the prefix); with guidance, the guided ones the pixels are drawn from (for an
+        ensemble, its member's guided ones, at one member's cost).
         labels: the labels drawn, for label=None.
     Raises:
         ValueError, at the call, for a bad n, prefix, rows, pixels, temperature, every, label or guidance.
@@ -814,7 +898,9 @@ def complete_stream(model, n: int, image: torch.Tensor, known, seed: int = 0, te
     While candidates are drawn, each frame shows the n that the current weights would pick
     (they can change until the last frame), with each group's effective sample size in
     SampleStep.ess and how often it was resampled in SampleStep.resamplings; frames come in the
-    order the model draws, from the kept side.
+    order the model draws, from the kept side. Where the known pixels come first (no candidates),
+    the probabilities shown are those the pixels are drawn with: for label=None the drawn
+    label's, for an ensemble the drawn member's.
     """
     return _checked(_complete(model, n, image, known, seed, temperature, label, candidates, every, image_size,
                               shards, resample, guidance, proposal))

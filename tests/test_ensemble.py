@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -96,6 +97,55 @@ def test_the_cached_sampler_draws_what_the_plain_one_draws(pair, kw):
     cached = sample(ensemble, 4, seed=3, image_size=SIZE, **kw)
     assert torch.equal(cached, sample_plain(ensemble, 4, seed=3, image_size=SIZE, **kw))
 
+
+
+@pytest.mark.parametrize("kw", [dict(label=1), dict(label=2, guidance=1.0)])
+def test_sample_draws_each_image_from_one_member_at_that_members_cost(pair, kw):
+    """With no pixels given, each image's member is drawn uniformly; the image is the one that member
+    alone draws with the same seed (the same uniform per pixel), guided by that member too."""
+    ensemble, members = pair
+    n, seed = 8, 5
+    drawn = pixelcnn.sampling._member_uniforms(seed, n) * len(members) // 1  # inverse CDF of the uniform prior
+    assert set(drawn.tolist()) == {0, 1}, "both members must draw some of the images for the test to mean something"
+    images = sample(ensemble, n, seed=seed, image_size=SIZE, **kw)
+    alone = [sample(m, n, seed=seed, image_size=SIZE, **kw) for m in members]
+    assert not torch.equal(alone[0], alone[1])
+    for i, m in enumerate(drawn.astype(int)):
+        assert torch.equal(images[i], alone[m][i]), i
+
+
+@pytest.mark.parametrize("label", [1, None])
+def test_a_stream_draws_the_images_sample_draws_and_shows_the_mixtures_probabilities(pair, label):
+    """sample steps one member an image; the stream steps both, to show the ensemble's own P(x_i | x_<i)."""
+    ensemble, _ = pair
+    kw = dict(seed=2, label=label, image_size=SIZE)
+    last = list(pixelcnn.sample_stream(ensemble, 6, **kw))[-1]
+    assert torch.equal(last.images, sample(ensemble, 6, **kw))
+    p = pixelcnn.probabilities(ensemble, last.images, label)  # the mixture over members (and labels, for None)
+    torch.testing.assert_close(last.probs, p.where(last.images > 0.5, 1 - p), atol=1e-4, rtol=1e-4)  # of each value
+
+
+def test_members_are_drawn_from_their_posterior_given_the_pixels_kept(pair):
+    """Over many draws, each member is drawn as often as p(m | kept, y) ∝ p_m(kept | y) says: a prior
+    that ignored the kept pixels (1/2 each) or a posterior of the wrong member would be far off."""
+    ensemble, members = pair
+    k, label, n = 14, 1, 4000  # the first 14 pixels kept: two rows and two pixels
+    candidates = images(20, seed=7)
+    log_liks = []
+    for m in members:
+        z = pixelcnn.sampling._given_logits(m, candidates, k, label, 0)
+        log_liks.append(pixelcnn.ensemble.pixel_log_lik(z[:, None], candidates.flatten(1)[:, :k]).sum(-1)[:, 0])
+    post = torch.softmax(torch.stack(log_liks, 1), 1)[:, 0]  # p(member 0 | kept), for each candidate
+    x = candidates[int((post - 0.5).abs().argmax())][None]  # the one the members disagree on most
+    p0 = float(post.max() if post.max() - 0.5 > 0.5 - post.min() else post.min())
+    assert abs(p0 - 0.5) > 0.2, "the members must disagree on the kept pixels for the test to mean something"
+    steps = pixelcnn.sampling.MemberSteps(ensemble, n, *SIZE, label, 0, False,
+                                          np.random.default_rng(0).random(n))
+    given = x.expand(n, -1, -1, -1).clone()
+    given.flatten(1)[:, k:] = 0
+    steps.begin(given, k)
+    share = float((steps.member == 0).mean())
+    assert abs(share - p0) < 4 * math.sqrt(p0 * (1 - p0) / n), (share, p0)
 
 def test_label_none_probabilities_multiply_to_the_marginal_over_labels_and_members(pair):
     ensemble, members = pair
