@@ -250,6 +250,10 @@ class GuidedSteps:
     def reorder(self, index: np.ndarray) -> None:
         self.inner.reorder(np.concatenate([index, index + self.n]))
 
+    @property
+    def prefix_weight(self) -> np.ndarray:
+        return getattr(self.inner, "prefix_weight", np.zeros(2 * self.n))[:self.n]
+
 
 class MemberSteps:
     """The StepCache of an ensemble (ensemble.py) at one member's cost: each image drawn from one member.
@@ -258,15 +262,20 @@ class MemberSteps:
     drawn from its posterior given the pixels `begin` is given, p(m | x_<k, y) ∝ p_m(x_<k | y) (uniform
     when none are), then the image from that member alone. So each member's own StepCache steps its
     images only. The logits are the drawn member's, the given pixels' the mixture's.
+
+    Or each row's member is given (`member`), as complete gives its candidates a share of them each:
+    then its weight as a draw of the ensemble, p_m(x_<k | y) / p(x_<k | y), is `prefix_weight`
+    (log), and the candidates are resampled among those of their member only (reorder).
     """
 
     def __init__(self, model: Ensemble, n: int, h: int, w: int, label, orientation: int, plain: bool,
-                 uniforms: np.ndarray, tied: np.ndarray | None = None):
+                 uniforms: np.ndarray | None = None, tied: np.ndarray | None = None, member: np.ndarray | None = None):
         self.model, self.n, self.size = model, n, (h, w)
         self.label, self.orientation, self.plain = label, orientation, plain
         self.uniforms = uniforms  # (n,) in [0, 1): one per row, for its member
         self.tied = np.arange(n) if tied is None else tied  # row r's member is drawn from row tied[r]'s posterior
-        self.member = None  # (n,) each row's member, drawn at begin
+        self.member = member  # (n,) each row's member: given, or drawn at begin
+        self.prefix_weight = np.zeros(n)  # (n,) log p_m(x_<k | y) / p(x_<k | y) of a given member, else 0
         self.parts = []  # (rows, StepCache) for each member that draws any
 
     def begin(self, x: torch.Tensor, k: int) -> np.ndarray:
@@ -279,7 +288,11 @@ class MemberSteps:
             given = _mixture_logits(z, bits).T.numpy()
         else:
             log_lik, given = np.zeros((self.n, len(members))), np.empty((0, self.n), np.float32)
-        self.member = _draw_from(log_lik[self.tied], self.uniforms)
+        if self.uniforms is not None:
+            self.member = _draw_from(log_lik[self.tied], self.uniforms)
+        else:
+            mean = np.logaddexp.reduce(log_lik, axis=1) - math.log(len(members))
+            self.prefix_weight = log_lik[self.tied, self.member] - mean[self.tied]
         self.parts = []
         for m, model in enumerate(members):
             rows = np.flatnonzero(self.member == m)
@@ -301,7 +314,14 @@ class MemberSteps:
             steps.put(p, bits[rows])
 
     def reorder(self, index: np.ndarray) -> None:
-        raise NotImplementedError("MemberSteps is not resampled: a resampled completion steps every member (EnsembleCache)")
+        if not np.array_equal(self.member[index], self.member):
+            raise ValueError("MemberSteps resamples each row from the rows of its own member only")
+        place = np.empty(self.n, int)  # where each row is in its member's cache
+        for rows, _ in self.parts:
+            place[rows] = np.arange(len(rows))
+        for rows, steps in self.parts:
+            steps.reorder(place[index[rows]])
+        self.prefix_weight = self.prefix_weight[index]
 
 
 @torch.no_grad()
@@ -481,7 +501,7 @@ def _shards(n: int, shards: int | None, rows_per_image: int = 1) -> list[slice]:
 
 
 def _make_drawing(model, x, start, thresholds, known, label, orientation, plain, uniforms, shards,
-                  mixture_steps=False, guidance=0.0, members=None):
+                  mixture_steps=False, guidance=0.0, members=None, member_of=None):
     """A _Drawing of x (N, 1, H, W) in the model's frame, one StepCache per shard.
 
     For label=None on a labelled model, each image's label is drawn from its posterior given the
@@ -492,7 +512,9 @@ def _make_drawing(model, x, start, thresholds, known, label, orientation, plain,
     With members, (N,) uniforms, an ensemble draws each image from one member, drawn from its
     posterior given the first `start` pixels (and the image's label): by MemberSteps, at one
     member's cost; with mixture_steps (and no guidance), by every member's cache, which also gives
-    the mixture's probabilities. The same images either way.
+    the mixture's probabilities. The same images either way. With member_of, (N,) ints, each image
+    is drawn from that member, by MemberSteps, and starts with the log weight of its given pixels
+    (MemberSteps.prefix_weight).
     """
     n, _, h, w = x.shape
     mixture, label = _label(model, label)
@@ -507,12 +529,15 @@ def _make_drawing(model, x, start, thresholds, known, label, orientation, plain,
         raise ValueError(f"label must be an int or a ({n},) tensor, got shape {tuple(torch.as_tensor(label).shape)}")
 
     if not isinstance(model, Ensemble):
-        members = None
+        members = member_of = None
 
-    def maker(u=None, copies=1):
+    def maker(u=None, fixed=None, copies=1):
         """make(rows, label): a StepCache; for an ensemble with u, each of `copies` copies of an image (rows
-        image, image + len(u), ...) drawn from the member its first copy draws, at its uniform in u."""
+        image, image + len(u), ...) drawn from the member its first copy draws, at its uniform in u; with
+        fixed, from that member."""
         def make(rows, lab):
+            if fixed is not None:
+                return MemberSteps(model, rows, h, w, lab, orientation, plain, member=np.tile(fixed, copies))
             if u is None:
                 return _step_cache(model, rows, h, w, lab, orientation, plain)
             tied = np.tile(np.arange(len(u)), copies) if copies > 1 else None
@@ -524,17 +549,22 @@ def _make_drawing(model, x, start, thresholds, known, label, orientation, plain,
     parts = []
     for cols in _shards(n, shards, n_labels(model) if mixture else 2 if guidance else 1):
         u = None if members is None else members[cols]
+        fixed = None if member_of is None else member_of[cols]
         if mixture:  # every label's copy of an image: its member is drawn given each label
             make = maker(None if u is None or plain else np.repeat(u, n_labels(model)))
             steps = MixtureSteps(make, cols.stop - cols.start, n_labels(model), uniforms[cols])
         elif guidance:
             lab = torch.as_tensor(label)
-            steps = GuidedSteps(maker(u, copies=2), lab[cols] if per_image else lab.expand(cols.stop - cols.start),
+            steps = GuidedSteps(maker(u, fixed, copies=2), lab[cols] if per_image else lab.expand(cols.stop - cols.start),
                                 n_labels(model), guidance)
         else:
-            steps = maker(u)(cols.stop - cols.start, torch.as_tensor(label)[cols] if per_image else label)
+            steps = maker(u, fixed)(cols.stop - cols.start, torch.as_tensor(label)[cols] if per_image else label)
         parts.append((steps, cols))
-    return _Drawing(parts, x, start, thresholds, known, drawn)
+    drawing = _Drawing(parts, x, start, thresholds, known, drawn)
+    if member_of is not None:  # each image's weight as a draw of the ensemble, for its given pixels
+        for steps, cols in parts:
+            drawing.log_weight[cols] += steps.prefix_weight
+    return drawing
 
 
 def _drawn_labels(drawing: _Drawing) -> torch.Tensor | None:
@@ -869,13 +899,21 @@ def _complete(model, n, image, known, seed, temperature, label, candidates, ever
     else:
         lab = _candidate_labels(lab, n, groups, group_of)
     thresholds = _thresholds(total, h, w, seed, temperature)
+    member_of = None
+    if isinstance(model, Ensemble) and per >= len(model.members):
+        # An equal share of each group's candidates from each member, weighed as draws of the ensemble:
+        # one member's steps a candidate, not every member's
+        member_of = np.arange(total) % per * len(model.members) // per
     drawing = _make_drawing(model, xc, k, thresholds, kc.reshape(total, -1).T.numpy(), lab, o, False, u[:total],
-                            shards, guidance=guidance)
+                            shards, guidance=guidance, member_of=member_of)
     if mixture:  # each candidate's label, copied with it when it is resampled
         drawing.labels = lab.clone()
     if resample:  # blocks: a group's candidates in each half of the batch, whatever the shards (1 or 2)
         cuts = [*range(0, total + 1, per), *np.linspace(0, total, 3).round().astype(int).tolist()]
-        columns = groups + 1 + max(len(drawing.shards), 2)  # enough for every block, the same for 1 and 2 shards
+        if member_of is not None:  # and of one member: each is resampled among its member's own
+            cuts += (np.flatnonzero(np.diff(member_of)) + 1).tolist()
+        shares = 1 if member_of is None else len(model.members)
+        columns = groups * shares + 1 + max(len(drawing.shards), 2)  # enough for every block, the same for 1 and 2 shards
         drawing.resample_blocks(cuts, np.random.default_rng([seed, 2]).random((h, columns)))
         group_of_block = np.array([block.start // per for block in drawing.blocks])
     resample_u = u[total:]  # (n,): one uniform per output

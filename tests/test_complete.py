@@ -103,12 +103,11 @@ def tiny_data(n: int, seed: int) -> torch.Tensor:
     return (b + flip) % 2
 
 
-@pytest.fixture(scope="module")
-def tiny_model() -> GatedPixelCNN:
+def fitted(data: torch.Tensor) -> GatedPixelCNN:
+    """A small gated model trained 150 steps on 3x3 images."""
     model = gated(hidden_channels=16, n_layers=2, first_kernel_size=3)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
-    data = tiny_data(4096, seed=0)
     for step in range(150):
         batch = data[torch.randint(len(data), (256,), generator=torch.Generator().manual_seed(step))]
         loss = model.loss(batch)
@@ -116,6 +115,11 @@ def tiny_model() -> GatedPixelCNN:
         loss.backward()
         opt.step()
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> GatedPixelCNN:
+    return fitted(tiny_data(4096, seed=0))
 
 
 def all_states() -> torch.Tensor:
@@ -162,6 +166,53 @@ def test_sir_converges_to_the_exact_conditional(tiny_model, hole, below, monkeyp
     assert tv_proposal > 0.2, (tv_proposal, exact.tolist())  # the test can tell them apart
     assert 1 <= step.ess.item() <= 20000
     assert step.resamplings.item() == (0 if below is None else 4), step.resamplings  # 2 halves x 2 rows
+
+
+@pytest.mark.parametrize("hole, below", [([(2, 0), (2, 1)], None), ([(1, 0), (2, 0)], 1.0)],
+                         ids=["last-row", "first-column-resampled"])
+def test_an_ensembles_candidates_come_from_each_member_and_converge_to_its_exact_conditional(tiny_model, hole, below,
+                                                                                              monkeypatch):
+    """An ensemble of tiny_model and a model of noise (every pixel 1 half the time): half of the candidates
+    drawn by each member, weighed by what the ensemble says of the known pixels, those before the hole
+    among them (MemberSteps.prefix_weight: here the noise finds the first six 17 times less likely),
+    resampled among their member's own (RESAMPLE_BELOW = 1: after every row). Against p(hole | known) of
+    the mixture by enumeration."""
+    if below is not None:
+        monkeypatch.setattr(pixelcnn.sampling, "RESAMPLE_BELOW", below)
+    noise = fitted((torch.rand(4096, 1, 3, 3, generator=torch.Generator().manual_seed(3)) < 0.5).float())
+    ensemble = Ensemble(EnsembleConfig(members=[tiny_model.config, noise.config]))
+    for mine, theirs in zip(ensemble.members, [tiny_model, noise]):
+        mine.load_state_dict(theirs.state_dict())
+    ensemble.eval()
+    states = all_states()
+    log_p = -pixelcnn.surprise(ensemble, states).nats.double()
+    image = torch.ones(1, 1, 3, 3)
+    known = torch.ones(3, 3, dtype=torch.bool)
+    for i, j in hole:
+        known[i, j] = False
+    keep = (states[:, 0][:, known] == 1).all(1)
+
+    def codes(images):
+        return images[:, 0, hole[0][0], hole[0][1]].long() * 2 + images[:, 0, hole[1][0], hole[1][1]].long()
+
+    exact = torch.zeros(4, dtype=torch.float64).index_add_(0, codes(states[keep]), log_p[keep].exp())
+    exact /= exact.sum()
+    n = 4000
+    step = list(complete_stream(ensemble, n, image, known, seed=0, candidates=20000, image_size=(3, 3)))[-1]
+    assert torch.equal(step.images[:, 0][:, known], torch.ones(n, 7))
+    drawn = torch.bincount(codes(step.images), minlength=4).double() / n
+    tv = 0.5 * (drawn - exact).abs().sum().item()
+    assert tv < 0.03, (tv, exact.tolist(), drawn.tolist())
+    assert step.resamplings.item() == (0 if below is None else 2), step.resamplings  # a block a member, after row 1
+
+
+def test_a_member_steps_rows_are_resampled_among_their_members_only():
+    ensemble = Ensemble(EnsembleConfig(members=[gated(n_layers=1).config, gated(n_layers=1).config]))
+    steps = pixelcnn.sampling.MemberSteps(ensemble.eval(), 4, 5, 5, None, 0, False, member=np.array([0, 0, 1, 1]))
+    steps.begin(torch.zeros(4, 1, 5, 5), 0)
+    steps.reorder(np.array([1, 1, 3, 2]))  # within each member: fine
+    with pytest.raises(ValueError, match="its own member"):
+        steps.reorder(np.array([2, 1, 3, 2]))
 
 
 @pytest.fixture(scope="module")
