@@ -281,8 +281,10 @@ class MemberSteps:
     def begin(self, x: torch.Tensor, k: int) -> np.ndarray:
         h, w = self.size
         members = self.model.members
-        if k:
-            z = torch.stack([_given_logits(m, x, k, self.label, self.orientation) for m in members], 1)  # (n, M, k)
+        if k:  # one pass for each distinct row: completion's candidates share their given pixels
+            once, copy_of = _distinct(x.reshape(self.n, -1)[:, :k], self.label, self.orientation)
+            label, orientation = _take_label(self.label, once), _take_label(self.orientation, once)
+            z = torch.stack([_given_logits(m, x[once], k, label, orientation) for m in members], 1)[copy_of]  # (n, M, k)
             bits = x.reshape(self.n, -1)[:, :k]
             log_lik = _pixel_log_lik(z, bits).sum(-1).numpy()
             given = _mixture_logits(z, bits).T.numpy()
