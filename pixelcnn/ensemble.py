@@ -207,8 +207,7 @@ class EnsembleCache:
         bits = x.reshape(len(x), -1)[:, :k].cpu()
         self.loglik = pixel_log_lik(z, bits).sum(-1).numpy()
         if self.uniforms is not None:
-            tied = np.arange(len(x)) if self.tied is None else self.tied
-            self.member = draw_from(self.loglik[tied], self.uniforms)
+            self.member = draw_from(self.loglik if self.tied is None else self.loglik[self.tied], self.uniforms)
         return mixture_logits(z, bits).T.numpy()  # (k, n)
 
     def logit(self, p: int) -> np.ndarray:

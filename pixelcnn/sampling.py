@@ -252,7 +252,8 @@ class GuidedSteps:
 
     @property
     def prefix_weight(self) -> np.ndarray:
-        return getattr(self.inner, "prefix_weight", np.zeros(2 * self.n))[:self.n]
+        """An ensemble's candidates' (MemberSteps.prefix_weight): those of the copies under the label."""
+        return self.inner.prefix_weight[:self.n]
 
 
 class MemberSteps:
