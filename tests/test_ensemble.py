@@ -156,14 +156,18 @@ def test_label_none_probabilities_multiply_to_the_marginal_over_labels_and_membe
     torch.testing.assert_close(ll, torch.logsumexp(each, 0) - math.log(len(each)), atol=1e-3, rtol=1e-5)
 
 
-def test_completions_keep_the_known_pixels(pair):
+@pytest.mark.parametrize("guidance", [0.0, 1.0])
+def test_completions_keep_the_known_pixels(pair, guidance):
+    """Weighted candidates, a share from each member (guided: each by its member), alike on one thread or two."""
     ensemble, _ = pair
     x = images(1, seed=6)
     known = torch.zeros(SIZE, dtype=torch.bool)
     known[:, :3] = True  # the left half: not a prefix, completed by weighted candidates
-    out = pixelcnn.complete(ensemble, 3, x, known, seed=1, candidates=16, image_size=SIZE)
+    kw = dict(seed=1, candidates=64, image_size=SIZE, label=1, guidance=guidance)
+    out = pixelcnn.complete(ensemble, 3, x, known, shards=1, **kw)
     assert out.shape == (3, 1, *SIZE)
     assert torch.equal(out[:, 0, known], x[:, 0, known].expand(3, -1))
+    assert torch.equal(out, pixelcnn.complete(ensemble, 3, x, known, shards=2, **kw))
 
 
 def test_it_saves_and_loads_as_one_folder(pair, tmp_path):
