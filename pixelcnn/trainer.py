@@ -120,9 +120,14 @@ class _LossModule(nn.Module):
         return self.model.loss(batch)
 
 
+def _world_size() -> int:
+    """How many processes torchrun started (WORLD_SIZE); 1 outside it."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def distributed_setup() -> tuple[int, int, torch.device]:
     """Start torch.distributed when run by torchrun; return (rank, world size, device)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = _world_size()
     rank = int(os.environ.get("RANK", "0"))
     if torch.cuda.is_available():
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -161,7 +166,7 @@ def exit_worker(code: int) -> None:
     written; pytorch/pytorch#179291): 1 of 30 runs of a two-process toy with a loaded CPU. A worker
     has nothing left to do but flush its output, so it ends there, with os._exit.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if _world_size() > 1:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         os._exit(code)
