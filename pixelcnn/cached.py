@@ -24,6 +24,7 @@ cost is the call overhead, and a numpy call costs about a microsecond, a torch c
     https://arxiv.org/abs/1704.06001
 """
 
+import functools
 import threading
 from typing import NamedTuple, Protocol
 
@@ -200,6 +201,11 @@ class PixelCNNCache:
         self.head_w = model.head.weight.detach().cpu().numpy().reshape(hidden).astype(np.float32)  # (C,)
         self.head_b = model.head.bias.item()
         self.row, self.now = -1, []  # the row being drawn, and views into it (see _start_row)
+        # row_logits' views: what each output of a row sees in it, (n, H + c, W, taps * in) for
+        # (padded row, column), and where the layer's output goes.
+        self.row_plan = [(layer, as_strided(layer.x, (n, height + c, width, len(layer.w_row)), layer.x.strides,
+                                            writeable=False), y)
+                         for layer, y in zip(self.layers, [layer.x for layer in self.layers[1:]] + [self.top])]
         self.zero = np.float32(0)  # for the ReLU: a float32 scalar is the cheapest to broadcast
 
     @torch.inference_mode()
@@ -254,6 +260,22 @@ class PixelCNNCache:
             np.add(out, above[:, j], out=out)
             np.maximum(out, zero, out=y_row[:, j * c_out:(j + 1) * c_out])  # ReLU, into the next layer's input
         return mm(y_row[:, j * c_out:(j + 1) * c_out], self.head_w) + self.head_b  # (n,)
+
+    def row_logits(self, p: int, stop: int, guess: np.ndarray) -> np.ndarray:
+        """The logits (stop - p, n) of pixels p .. stop - 1 of one row, given every pixel before p and,
+        for the pixels after it, the guess (stop - p, n) bool: each layer over those columns at once,
+        the products logit() makes one column at a time. Exact at p, and at q > p where the guess is
+        right up to q - 1. Then put() the pixels drawn, as after logit()."""
+        i, a = divmod(p, self.width)
+        b, c = a + stop - p, self.c
+        if i != self.row:
+            self._start_row(i)
+        self.layers[0].x[:, i + c, c + a:c + b, 0] = guess.T  # put() overwrites them with the pixels drawn
+        for layer, windows, y in self.row_plan:
+            out = np.matmul(windows[:, i + c, a:b], layer.w_row)  # (n, L, out)
+            np.add(out, layer.above[:, a:b], out=out)
+            np.maximum(out, self.zero, out=y[:, i + c, c + a:c + b])
+        return (np.matmul(self.top[:, i + c, c + a:c + b], self.head_w) + self.head_b).T  # (L, n)
 
     def put(self, p: int, bits: np.ndarray) -> None:
         i, j = divmod(p, self.width)
@@ -364,6 +386,7 @@ class GatedPixelCNNCache:
                 b_sum = b_sum + b_out
         # The head's first ReLU, on the last layer's output + B: max(out, -B) + B, the + B in head_b1.
         self.relu_floor = -b_sum
+        self.steps = steps  # (layer, w_h, w_out, b_out) of each layer
         _, conv1, _, conv2 = model.head  # ReLU, 1x1, ReLU, 1x1
         w1 = numpy(conv1.weight)[:, :, 0, 0].T  # (C, C), in -> out
         self.head_w1, self.head_b1 = np.ascontiguousarray(w1), (numpy(conv1.bias) + b_sum @ w1).astype(np.float32)
@@ -371,18 +394,13 @@ class GatedPixelCNNCache:
         self.top = np.empty((n, hidden), np.float32)  # the last layer's output
         self.u = np.empty((n, hidden), np.float32)  # the head's hidden layer
 
-        # Every view logit() needs, made once: plan[j] holds one tuple per layer for column j.
-        self.plan = []
-        for j in range(width):
-            row = []
-            for (g, w_h, w_out, b_out), after in zip(steps, self.layers[1:] + [None]):
-                c_in = g.h.shape[-1]
-                nxt = self.top if after is None else after.h[:, after.c + j]  # (n, C)
-                row.append((g.h.reshape(n, -1)[:, j * c_in:(j + g.c + 1) * c_in],  # (n, (c + 1) * in): columns j - c .. j
-                            w_h, g.above[:, j], g.pre, g.pre[:, :hidden], g.pre[:, hidden:], w_out, g.out,
-                            b_out if b_out is not None else g.h[:, g.c + j],  # the bias, or the residual
-                            nxt))
-            self.plan.append(row)
+        # Every view row_logits needs, made once, for all columns: it slices them.
+        self.row_plan = []
+        for (g, w_h, w_out, b_out), after in zip(steps, self.layers[1:] + [None]):
+            st = g.h.strides
+            windows = as_strided(g.h, (n, width, (g.c + 1) * g.h.shape[-1]), st, writeable=False)  # columns j - c .. j
+            self.row_plan.append((windows, w_h, g.above, w_out, b_out if b_out is not None else g.h[:, g.c:g.c + width],
+                                  None if after is None else after.h[:, after.c:after.c + width]))
         self.halve = halved(np.ones(2 * hidden, np.float32))  # [1 .. 1 | 1/2 .. 1/2]
         # And every view _vertical_row needs (views stay valid: the arrays are only ever written in place).
         # windows: what column j of a row sees, columns j .. j + 2c (padded) of each of its c + 1 input rows, side
@@ -404,6 +422,22 @@ class GatedPixelCNNCache:
             self.vertical_plan.append((layer, windows, layer.v_pre.reshape(n * width, -1), f, g, into))
         self.row, self.done = -1, 0  # the row being drawn; how many rows the vertical stack has done
         self.zero = np.float32(0)
+
+    @functools.cached_property
+    def plan(self) -> list:
+        """Every view logit() needs, made once, when first needed: plan[j] holds one tuple per layer for column j."""
+        n, hidden, plan = self.n, self.top.shape[-1], []
+        for j in range(self.width):
+            row = []
+            for (g, w_h, w_out, b_out), after in zip(self.steps, self.layers[1:] + [None]):
+                c_in = g.h.shape[-1]
+                nxt = self.top if after is None else after.h[:, after.c + j]  # (n, C)
+                row.append((g.h.reshape(n, -1)[:, j * c_in:(j + g.c + 1) * c_in],  # (n, (c + 1) * in): columns j - c .. j
+                            w_h, g.above[:, j], g.pre, g.pre[:, :hidden], g.pre[:, hidden:], w_out, g.out,
+                            b_out if b_out is not None else g.h[:, g.c + j],  # the bias, or the residual
+                            nxt))
+            plan.append(row)
+        return plan
 
     @torch.inference_mode()
     def begin(self, x: torch.Tensor, k: int) -> np.ndarray:
@@ -496,6 +530,34 @@ class GatedPixelCNNCache:
         np.add(u, self.head_b1, out=u)
         np.maximum(u, self.zero, out=u)
         return mm(u, self.head_w2) + self.head_b2  # (n,)
+
+    def row_logits(self, p: int, stop: int, guess: np.ndarray) -> np.ndarray:
+        """The logits (stop - p, n) of pixels p .. stop - 1 of one row, given every pixel before p and,
+        for the pixels after it, the guess (stop - p, n) bool: every layer's horizontal stack over those
+        columns at once, the same products as logit() makes one column at a time. The logit of pixel p
+        is exact; that of pixel q > p is, where the guess is right up to q - 1. A guessed pixel is not
+        put: put() the pixels drawn, as after logit()."""
+        i, a = divmod(p, self.width)
+        b = a + stop - p
+        if i != self.row:
+            self._start_row(i)
+        mm, first = np.matmul, self.layers[0]
+        first.h[:, first.c + a + 1:first.c + b + 1, 0] = guess.T  # x shifted right by one, as put() does
+        for windows, w_h, above, w_out, add, nxt in self.row_plan:
+            pre = mm(windows[:, a:b], w_h)  # (n, L, 2C)
+            np.add(pre, above[:, a:b], out=pre)
+            np.tanh(pre, out=pre)
+            half = pre.shape[-1] // 2
+            np.multiply(pre[..., :half], pre[..., half:], out=pre[..., half:])
+            out = mm(pre, w_out)  # (n, L, C)
+            np.add(out, add if add.ndim == 1 else add[:, a:b], out=out)
+            if nxt is not None:
+                nxt[:, a:b] = out
+        np.maximum(out, self.relu_floor, out=out)
+        u = mm(out, self.head_w1)
+        np.add(u, self.head_b1, out=u)
+        np.maximum(u, self.zero, out=u)
+        return (mm(u, self.head_w2) + self.head_b2).T  # (L, n)
 
     def put(self, p: int, bits: np.ndarray) -> None:
         i, j = divmod(p, self.width)

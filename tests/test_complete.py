@@ -577,3 +577,28 @@ def test_concurrent_samplers_run_with_one_blas_thread_and_draw_what_they_draw_al
     assert out.returncode == 0, out.stderr
     same, count, threads = out.stdout.split(" ", 2)
     assert same == "True" and int(count) >= 8 * 8 and threads.strip() == "[(1,)]", out.stdout
+
+
+@pytest.mark.parametrize("label, guidance", [(None, 0.0), (3, 0.0), (3, 1.0)])
+@pytest.mark.parametrize("members", [1, 2])
+def test_a_hole_completed_by_guessed_rows_is_the_one_completed_pixel_by_pixel(members, label, guidance, monkeypatch):
+    """A few candidates a shard draw their rows by guesses (sampling._Drawing._run_row): the known pixels
+    after the hole weigh them, and the candidates are resampled, exactly as pixel by pixel."""
+    parts = [rough(gated(n_labels=10), std=0.3, seed=s) for s in range(members)]
+    model = parts[0]
+    if members > 1:
+        model = Ensemble(EnsembleConfig(members=[m.config for m in parts]))
+        for mine, theirs in zip(model.members, parts):
+            mine.load_state_dict(theirs.state_dict())
+        model.eval()
+    known = torch.ones(28, 28, dtype=torch.bool)
+    known[8:20, 8:20] = False
+    kw = dict(seed=3, candidates=4, label=label, guidance=guidance, shards=1)
+    guessed = list(complete_stream(model, 2, a_digit(1), known, **kw))
+    monkeypatch.setattr(pixelcnn.sampling, "GUESS_UP_TO", 0)
+    stepped = list(complete_stream(model, 2, a_digit(1), known, **kw))
+    assert len(guessed) == len(stepped)
+    for a, b in zip(guessed, stepped):
+        assert torch.equal(a.images, b.images)
+        torch.testing.assert_close(a.probs, b.probs, equal_nan=True, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(a.ess, b.ess, rtol=1e-4, atol=0)  # float32 logits, summed in another order

@@ -161,6 +161,45 @@ def test_cached_draws_what_plain_draws(case, temperature):
         assert 0 < cached.mean() < 1  # an image of one colour would prove little
 
 
+def pixel_by_pixel(monkeypatch):
+    """Make every batch draw one pixel at a time (no StepCache.row_logits): the sampler before guessing rows."""
+    monkeypatch.setattr(pixelcnn.sampling, "GUESS_UP_TO", 0)
+
+
+@pytest.mark.parametrize("kw", [dict(label=3), dict(label=None), dict(label=torch.tensor([1, 5])),
+                                dict(label=2, guidance=1.5), dict(label=None, pixels=40), dict(label=4, pixels=13),
+                                dict(label=None, temperature=0.0)], ids=str)
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("case", [("gated", (5, 5, 3, 3, 10)), ("recipe", (6, 5, 2))], ids=model_id)
+def test_a_row_drawn_by_guesses_is_the_row_drawn_pixel_by_pixel(case, n, kw, monkeypatch):
+    """Small batches draw a row by guessing it and keeping what one pass confirms (_Drawing._run_row):
+    the same images, and not a logit() a pixel, so that the path is taken."""
+    model = make(case, seed=4)
+    if case[0] == "recipe":
+        if kw.get("label", None) is not None or kw.get("guidance"):
+            pytest.skip("the recipe takes no label")
+        cache = pixelcnn.cached.PixelCNNCache
+    else:
+        cache = pixelcnn.cached.GatedPixelCNNCache
+    kw = {**kw, "label": kw["label"][:n] if torch.is_tensor(kw["label"]) else kw["label"]}
+    prefix = sample(model, n, seed=1, image_size=SIZE, label=some_label(model))
+    kw = dict(prefix=prefix, **kw) if "pixels" in kw else kw
+    calls = {"logit": 0, "row_logits": 0}
+    for name in calls:
+        def counted(self, *args, _name=name, _fn=getattr(cache, name)):
+            calls[_name] += 1
+            return _fn(self, *args)
+        monkeypatch.setattr(cache, name, counted)
+    guessed = [sample(model, n, seed=seed, image_size=SIZE, **kw) for seed in range(4)]
+    stepped = kw.get("pixels", 0) % SIZE[1] if case[0] == "gated" else 0  # the gated begin steps through a row begun
+    assert calls["logit"] == stepped * 4
+    assert calls["row_logits"] >= 4 * (SIZE[0] - kw.get("pixels", 0) // SIZE[1])
+    pixel_by_pixel(monkeypatch)
+    for seed, images in enumerate(guessed):
+        assert torch.equal(images, sample(model, n, seed=seed, image_size=SIZE, **kw)), seed
+    assert calls["logit"] > SIZE[0] * SIZE[1]
+
+
 @pytest.mark.parametrize("case", MODELS, ids=model_id)
 def test_cached_probabilities_are_the_full_networks(case):
     """The cache's logit at every position equals one full forward pass on the finished image."""
