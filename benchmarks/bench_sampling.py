@@ -8,12 +8,15 @@
     python benchmarks/bench_sampling.py --big 256            # also 256 digits on one thread and on two
     python benchmarks/bench_sampling.py --model gated-pixelcnn-5x5 --guidance 0 1   # unguided and guided, side by side
     python benchmarks/bench_sampling.py --model gated-pixelcnn-5x5 --against HEAD~1  # a commit's sampler, in turn
+    python benchmarks/bench_sampling.py --model gated-pixelcnn-5x5 --sizes 1 4 --guesses   # rows guessed or not
 
 Prints a markdown table: one digit, and 16 digits at once, in milliseconds, with the ratio,
 for each model, and 256 digits drawn by one thread or split over two (--big). It also checks
 that the samplers draw the same pixels. With --against REV, the cached sampler of git revision
 REV (its pixelcnn package, with the same weights) and the working tree's are timed in turn, in
 one run, so that a change is measured against the code before it on the same machine and load.
+With --guesses, batches of up to GUESS_UP_TO digits (sampling.py) are also drawn pixel by pixel,
+in turn with the rows guessed and checked a pass at a time (the default), with the passes a row takes.
 """
 
 import argparse
@@ -60,6 +63,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     p.add_argument("--big", type=int, default=256,
                    help="digits of the two-core table: one shard against two, side by side (0: skip it)")
+    p.add_argument("--guesses", action="store_true",
+                   help="also time the small batches drawn pixel by pixel against their rows guessed, in turn")
     p.add_argument("--against", metavar="REV",
                    help="also time git revision REV's cached sampler against the working tree's, in turn")
     args = p.parse_args(argv)
@@ -118,6 +123,50 @@ def against(models, args) -> bool:
             equal = torch.equal(out["then"], out["now"])
             same = same and equal
             print(f"| {name} | {n} | {before:,.1f} | {now:,.1f} | {before / now:.2f}x | {'yes' if equal else 'NO'} |")
+    return same
+
+
+def guesses(models, args) -> bool:
+    """Print each small batch drawn pixel by pixel against its rows guessed (_Drawing._run_row), timed in
+    turn, with the passes a row takes; True if both draw the same pixels."""
+    sampling = pixelcnn.sampling
+    print(f"\nBatches of up to {sampling.GUESS_UP_TO} digits: pixel by pixel, and a row guessed and checked a pass "
+          f"at a time, timed in turn (median of {args.repeats})\n")
+    print("| model | digits | pixel by pixel (ms) | rows guessed (ms) | speed-up | passes a row | same pixels |")
+    print("| :--- | ---: | ---: | ---: | ---: | ---: | :---: |")
+    same, guess_up_to, run_row = True, sampling.GUESS_UP_TO, sampling._Drawing._run_row
+    passes = [0]
+
+    def counted(drawing, steps, row_logits, cols, start, stop):  # counts the passes: one row_logits call each
+        def logits(*a):
+            passes[0] += 1
+            return row_logits(*a)
+        return run_row(drawing, steps, logits, cols, start, stop)
+
+    def pixel_by_pixel(fn):
+        sampling.GUESS_UP_TO = 0
+        try:
+            return fn()
+        finally:
+            sampling.GUESS_UP_TO = guess_up_to
+
+    for model, name, kw in runs(models, args):
+        for n in [n for n in args.sizes if n <= guess_up_to]:
+            both = {"pixels": lambda: pixel_by_pixel(lambda: pixelcnn.sample(model, n, **kw)),
+                    "rows": lambda: pixelcnn.sample(model, n, **kw)}
+            for fn in both.values():
+                fn()  # warm-up
+            ms, out = in_turn(both, args.repeats)
+            sampling._Drawing._run_row = counted
+            try:
+                pixelcnn.sample(model, n, **kw)
+            finally:
+                sampling._Drawing._run_row = run_row
+            equal = torch.equal(out["pixels"], out["rows"])
+            same = same and equal
+            print(f"| {name} | {n} | {ms['pixels']:,.1f} | {ms['rows']:,.1f} | {ms['pixels'] / ms['rows']:.2f}x "
+                  f"| {passes[0] / 28:.2f} | {'yes' if equal else 'NO'} |")
+            passes[0] = 0
     return same
 
 
@@ -195,6 +244,8 @@ def main(argv=None) -> int:
             equal = torch.equal(out[1], out[2])
             same = same and equal
             print(f"| {name} | {one:,.0f} | {two:,.0f} | {one / two:.2f}x | {'yes' if equal else 'NO'} |")
+    if args.guesses:
+        same = guesses(models, args) and same
     if args.against:
         same = against(models, args) and same
     return 0 if same else 1

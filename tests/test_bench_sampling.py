@@ -1,4 +1,4 @@
-"""benchmarks/bench_sampling.py --against REV: a commit's sampler timed in turn with the working tree's."""
+"""benchmarks/bench_sampling.py: --against REV (a commit's sampler timed in turn with the working tree's) and --guesses."""
 
 import subprocess
 import sys
@@ -33,3 +33,20 @@ def test_against_an_unknown_revision_is_a_clear_error(capsys):
         bench_sampling.main(["--random", "pixelcnn", "--against", "no-such-revision"])
     assert e.value.code == 2
     assert "--against no-such-revision: could not read pixelcnn/ at that revision" in capsys.readouterr().err
+
+
+def test_guesses_time_small_batches_pixel_by_pixel_and_by_rows_and_count_the_passes(capsys):
+    code = bench_sampling.main(["--random", "gated_pixelcnn", "pixelcnn", "--sizes", "1", "2", "16", "--repeats", "1",
+                                "--plain-pixels", "1", "--big", "0", "--threads", "1", "--guesses"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    table = out.split("pixel by pixel, and a row guessed")[1]
+    rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| random ")]
+    assert [(r[0].strip(), r[1].strip()) for r in rows] == [(f"random {kind}", n) for kind in ("gated_pixelcnn", "pixelcnn")
+                                                            for n in ("1", "2")]  # 16 is drawn pixel by pixel anyway
+    for r in rows:
+        passes = float(r[5])
+        assert 1 <= passes <= 28, r  # at least one pass a row, at most one a pixel
+        assert r[6].strip() == "yes"
+    assert bench_sampling.pixelcnn.sampling.GUESS_UP_TO > 0  # restored
+    assert bench_sampling.pixelcnn.sampling._Drawing._run_row.__name__ == "_run_row"
