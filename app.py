@@ -2,7 +2,7 @@
 side or redraw a part you mark, and see how likely the model finds a digit, which digit a
 labelled model takes it for, and which earlier pixels each pixel's probability depends on.
 
-    python app.py                        # the flagship, weights/gated-pixelcnn-5x5/, on http://127.0.0.1:7860
+    python app.py                        # the best model, weights/gated-pixelcnn-5x5-48x2/, on http://127.0.0.1:7860
     python app.py --model user/repo      # a Hub repo id (or a folder); PIXELCNN_MODEL=... also works
     python app.py --weights-dir DIR      # the picker lists DIR's models; PIXELCNN_WEIGHTS_DIR=... also works
     python app.py --mcp                  # also an MCP server at /gradio_api/mcp/; GRADIO_MCP_SERVER=True also works
@@ -46,7 +46,7 @@ CANVAS = 400  # the sketchpad, in pixels
 BRUSH = 20  # brush radius: strokes about a tenth of a digit's height, as in MNIST
 CANDIDATES = 128  # completions drawn to resample from, where the kept pixels do not all come first
 MAX_CANDIDATES = 512
-# A labelled model's classifier-free guidance: the flagship's digits asked for are read as asked 99.5%, not 94.4% (README).
+# A labelled model's classifier-free guidance: the app's model's digits asked for are read as asked 99.9%, not 96.2% (README).
 # Completions: none by default, since it made them no more often the true digit and takes twice the time (README).
 GUIDANCE = 1.0
 COMPLETE_GUIDANCE = 0.0

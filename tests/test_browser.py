@@ -4,9 +4,9 @@ Draws a 7 on the sketchpad with the mouse, completes it, checks that completions
 and takes a screenshot (screenshot.png); paints over part of a 7 with the marker and has it
 redrawn (region.png); stops a running generation; picks a pixel in Inspect
 by clicking it and sees its receptive field (inspect.png); switches the model picker to a
-labelled model and draws a chosen digit. The screenshots show the shipped models
-(the flagship, weights/gated-pixelcnn-5x5, in screenshot.png, gated.png and region.png; weights/pixelcnn
-in inspect.png) when they are there.
+labelled model and draws a chosen digit. The screenshots show the shipped models (the one the
+app opens with, weights/gated-pixelcnn-5x5-48x2, in screenshot.png, gated.png and region.png;
+weights/pixelcnn in inspect.png) when they are there.
 
 They go to a temporary folder, so that a test run leaves the tree as it was. The README's
 pictures, docs/*.png, are refreshed only when asked:
@@ -142,16 +142,16 @@ def pick_model(page, name: str) -> str:
     return before
 
 
-def pick_flagship(page) -> str:
+def pick_default(page) -> str:
     """Choose the model the app opens with, if it is shipped (the screenshots show it); return the one before."""
-    flagship = pixelcnn.weights.DEFAULT_MODEL
-    if flagship in pixelcnn.list_models():
-        return pick_model(page, flagship)
+    default = pixelcnn.weights.DEFAULT_MODEL
+    if default in pixelcnn.list_models():
+        return pick_model(page, default)
     return page.get_by_label("Model").first.input_value()
 
 
 def test_draw_complete_and_screenshot(page, shots):
-    first_model = pick_flagship(page)  # the README's first picture
+    first_model = pick_default(page)  # the README's first picture
     page.get_by_role("tab", name="Complete").click()
     tab = page.locator("div[role=tabpanel]:visible")
     canvas = tab.locator(".sketch canvas").first
@@ -183,7 +183,7 @@ def test_mark_a_part_and_redraw_it(page, shots, monkeypatch):
     checked = app.page.cannot_complete
     monkeypatch.setattr(app.page, "cannot_complete", lambda digit, kept, *a: seen.append((digit, kept)) or checked(
         digit, kept, *a))
-    first_model = pick_flagship(page)
+    first_model = pick_default(page)
     page.get_by_role("tab", name="Complete").click()
     tab = page.locator("div[role=tabpanel]:visible")
     pad = tab.locator(".sketch").first
@@ -300,12 +300,12 @@ def test_a_labelled_model_draws_the_chosen_digit(page):
     assert not visible(tab.get_by_label("Digit", exact=True))
 
 
-def test_the_flagship_reads_the_digit_and_sees_without_a_blind_spot(page, shots):
-    flagship = pixelcnn.weights.DEFAULT_MODEL  # the gated model the app opens with
-    if flagship not in pixelcnn.list_models():
-        pytest.skip(f"weights/{flagship} is not there")
+def test_the_apps_model_reads_the_digit_and_sees_without_a_blind_spot(page, shots):
+    default = pixelcnn.weights.DEFAULT_MODEL  # the labelled model the app opens with
+    if default not in pixelcnn.list_models():
+        pytest.skip(f"weights/{default} is not there")
     page.get_by_role("tab", name="Inspect").click()
-    pick_model(page, flagship)
+    pick_model(page, default)
     tab = page.locator("div[role=tabpanel]:visible")
     page.wait_for_timeout(1000)
     tab.locator(".gallery-item, button.gallery-item").first.click()  # the example 7

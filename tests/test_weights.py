@@ -82,7 +82,7 @@ def test_load_by_name_from_the_weights_folder(model, weights_dir, tmp_path, monk
 
 
 def test_the_default_model_is_the_flagship_and_the_package_never_shadows_the_recipe(model, weights_dir, monkeypatch):
-    assert weights.DEFAULT_MODEL == "gated-pixelcnn-5x5"
+    assert weights.DEFAULT_MODEL == "gated-pixelcnn-5x5-48x2"
     save_model(model, weights_dir / weights.DEFAULT_MODEL)
     recipe = PixelCNN(PixelCNNConfig(hidden_channels=4, kernel_size=5, n_layers=2))  # other weights
     save_model(recipe, weights_dir / "pixelcnn")
