@@ -891,6 +891,11 @@ def _proposed(model, proposal, n, image, known, groups, per, seed, temperature, 
     given the known pixels, for label=None) has q(y, unknown | known) = p(y) q(x | y) / q(known):
     its weight p(y) p(x | y) / q(y, unknown | known) is p(x | y) / q(x | y) up to a constant. The
     drawing has every logit of q(x | y) (the known pixels' from its first pass); p(x | y) takes a pass.
+
+    An ensemble's p(x | y) = mean_m p_m(x | y) is the marginal of p(m) p_m(x | y), p(m) uniform: so each
+    candidate is also given a member m, an equal share of each group's candidates each, and weighed by
+    p_m(x | y) / q(x | y), which takes one member's pass a candidate, not every member's (as complete
+    does without a proposal, MemberSteps).
     """
     h, w = image_size
     if guidance:
@@ -917,7 +922,16 @@ def _proposed(model, proposal, n, image, known, groups, per, seed, temperature, 
     z = drawing.logits.astype(np.float64)
     log_q = _log_sigmoid(np.where(drawing.bits, z, -z)).sum(0)  # (total,) log q(x | y), at temperature 1
     images = unorient(torch.from_numpy(drawing.bits.T.astype(np.float32)).reshape(total, 1, h, w), o)
-    log_weight = _log_density(model, images, _drawn_labels(drawing) if mixture else label).numpy() - log_q
+    label = _drawn_labels(drawing) if mixture else label
+    if isinstance(model, Ensemble) and per >= len(model.members):
+        member_of = torch.from_numpy(np.arange(total) % per * len(model.members) // per)
+        log_p = torch.empty(total, dtype=torch.float64)
+        for m, member in enumerate(model.members):
+            rows = member_of == m
+            log_p[rows] = _log_density(member, images[rows], _take_label(label, rows.nonzero()[:, 0]))
+    else:
+        log_p = _log_density(model, images, label)
+    log_weight = log_p.numpy() - log_q
     chosen, ess = _picks(log_weight.reshape(groups, per), n, _label_uniforms(seed, total + n)[total:])
     last = _frame(drawing, h * w, (n, h, w), o, cols=chosen, ess=torch.from_numpy(ess))
     yield last._replace(resamplings=torch.zeros(groups, dtype=torch.long))  # resampled once, at the end

@@ -179,11 +179,7 @@ def test_an_ensembles_candidates_come_from_each_member_and_converge_to_its_exact
     the mixture by enumeration."""
     if below is not None:
         monkeypatch.setattr(pixelcnn.sampling, "RESAMPLE_BELOW", below)
-    noise = fitted((torch.rand(4096, 1, 3, 3, generator=torch.Generator().manual_seed(3)) < 0.5).float())
-    ensemble = Ensemble(EnsembleConfig(members=[tiny_model.config, noise.config]))
-    for mine, theirs in zip(ensemble.members, [tiny_model, noise]):
-        mine.load_state_dict(theirs.state_dict())
-    ensemble.eval()
+    ensemble = with_noise(tiny_model)
     states = all_states()
     log_p = -pixelcnn.surprise(ensemble, states).nats.double()
     image = torch.ones(1, 1, 3, 3)
@@ -213,6 +209,15 @@ def test_a_member_steps_rows_are_resampled_among_their_members_only():
     steps.reorder(np.array([1, 1, 3, 2]))  # within each member: fine
     with pytest.raises(ValueError, match="its own member"):
         steps.reorder(np.array([2, 1, 3, 2]))
+
+
+def with_noise(model) -> Ensemble:
+    """An ensemble of model and a model of noise (every pixel 1 half the time), which disagree."""
+    noise = fitted((torch.rand(4096, 1, 3, 3, generator=torch.Generator().manual_seed(3)) < 0.5).float())
+    ensemble = Ensemble(EnsembleConfig(members=[model.config, noise.config]))
+    for mine, theirs in zip(ensemble.members, [model, noise]):
+        mine.load_state_dict(theirs.state_dict())
+    return ensemble.eval()
 
 
 @pytest.fixture(scope="module")
@@ -271,14 +276,24 @@ def test_sir_draws_a_labelled_models_label_and_hole_from_their_exact_joint_poste
     assert 0.5 * (alone - exact).abs().sum().item() > 0.08  # the test can tell them apart (0.12)
 
 
-@pytest.mark.parametrize("labelled", [False, True], ids=["unlabelled", "labelled"])
-def test_sir_from_a_proposal_model_converges_to_the_models_exact_conditional(tiny_model, tiny_labelled, labelled):
+@pytest.mark.parametrize("labelled, ensemble", [(False, False), (True, False), (False, True)],
+                         ids=["unlabelled", "labelled", "ensemble"])
+def test_sir_from_a_proposal_model_converges_to_the_models_exact_conditional(tiny_model, tiny_labelled, labelled,
+                                                                             ensemble, monkeypatch):
     """complete(proposal=): the top row of a 3x3 image given the two rows below it, against the model's
     p(label, top row | rows below) by enumeration. The model reads top first, so the known rows come
     after the hole; the proposal (four orientations, untrained: far from the model) draws the hole
-    after them, bottom first, and only the model's weights can bring the candidates to its conditional."""
+    after them, bottom first, and only the model's weights can bring the candidates to its conditional.
+    An ensemble weighs each candidate by one member's density, half of them each: the mixture's
+    conditional all the same (and each member is seen to score its half only)."""
     model = tiny_labelled if labelled else tiny_model
     labels = 2 if labelled else 0
+    if ensemble:
+        model = with_noise(model)
+        scored = []
+        density = pixelcnn.sampling._log_density
+        monkeypatch.setattr(pixelcnn.sampling, "_log_density",
+                            lambda m, images, label: scored.append((m, len(images))) or density(m, images, label))
     # sharp and far-reaching in every order, so that its density read in a wrong order would show
     proposal = rough(gated(hidden_channels=16, n_layers=2, first_kernel_size=3, n_orientations=4, n_labels=labels),
                      std=0.4)
@@ -316,6 +331,8 @@ def test_sir_from_a_proposal_model_converges_to_the_models_exact_conditional(tin
     tv_alone = 0.5 * (histogram(alone) - exact).abs().sum().item()
     assert tv_alone > 0.2, tv_alone  # the proposal's own completions are far from the model's: the test can tell
     assert 1 <= step.ess.item() < 20000 and step.resamplings.tolist() == [0]
+    if ensemble:
+        assert scored == [(model.members[0], 10000), (model.members[1], 10000)]
 
 
 def test_a_proposal_that_is_the_model_weighs_every_candidate_alike():
