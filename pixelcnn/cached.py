@@ -432,7 +432,8 @@ class GatedPixelCNNCache:
             for (g, w_h, w_out, b_out), after in zip(self.steps, self.layers[1:] + [None]):
                 c_in = g.h.shape[-1]
                 nxt = self.top if after is None else after.h[:, after.c + j]  # (n, C)
-                row.append((g.h.reshape(n, -1)[:, j * c_in:(j + g.c + 1) * c_in],  # (n, (c + 1) * in): columns j - c .. j
+                window = g.h.reshape(n, -1)[:, j * c_in:(j + g.c + 1) * c_in]  # (n, (c + 1) * in): columns j - c .. j
+                row.append((window,
                             w_h, g.above[:, j], g.pre, g.pre[:, :hidden], g.pre[:, hidden:], w_out, g.out,
                             b_out if b_out is not None else g.h[:, g.c + j],  # the bias, or the residual
                             nxt))

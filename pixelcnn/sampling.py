@@ -883,6 +883,14 @@ def _log_density(model, images: torch.Tensor, label, batch: int = 256) -> torch.
                       .nats.double() for i in range(0, len(images), batch)])
 
 
+def _member_shares(model, total: int, per: int) -> np.ndarray | None:
+    """For an ensemble, each candidate's member: an equal share of each group of `per` candidates for each
+    member (groups of candidates are consecutive); None for any other model, or groups too small to share."""
+    if not isinstance(model, Ensemble) or per < len(model.members):
+        return None
+    return np.arange(total) % per * len(model.members) // per
+
+
 def _proposed(model, proposal, n, image, known, groups, per, seed, temperature, label, every, image_size, shards,
               guidance):
     """complete(proposal=...): candidates drawn exactly by the proposal, weighed by the model, n resampled.
@@ -923,14 +931,14 @@ def _proposed(model, proposal, n, image, known, groups, per, seed, temperature, 
     log_q = _log_sigmoid(np.where(drawing.bits, z, -z)).sum(0)  # (total,) log q(x | y), at temperature 1
     images = unorient(torch.from_numpy(drawing.bits.T.astype(np.float32)).reshape(total, 1, h, w), o)
     label = _drawn_labels(drawing) if mixture else label
-    if isinstance(model, Ensemble) and per >= len(model.members):
-        member_of = torch.from_numpy(np.arange(total) % per * len(model.members) // per)
+    member_of = _member_shares(model, total, per)
+    if member_of is None:
+        log_p = _log_density(model, images, label)
+    else:
         log_p = torch.empty(total, dtype=torch.float64)
         for m, member in enumerate(model.members):
-            rows = member_of == m
-            log_p[rows] = _log_density(member, images[rows], _take_label(label, rows.nonzero()[:, 0]))
-    else:
-        log_p = _log_density(model, images, label)
+            rows = np.flatnonzero(member_of == m)
+            log_p[rows] = _log_density(member, images[rows], _take_label(label, rows))
     log_weight = log_p.numpy() - log_q
     chosen, ess = _picks(log_weight.reshape(groups, per), n, _label_uniforms(seed, total + n)[total:])
     last = _frame(drawing, h * w, (n, h, w), o, cols=chosen, ess=torch.from_numpy(ess))
@@ -984,11 +992,9 @@ def _complete(model, n, image, known, seed, temperature, label, candidates, ever
     else:
         lab = _candidate_labels(lab, n, groups, group_of)
     thresholds = _thresholds(total, h, w, seed, temperature)
-    member_of = None
-    if isinstance(model, Ensemble) and per >= len(model.members):
-        # An equal share of each group's candidates from each member, weighed as draws of the ensemble:
-        # one member's steps a candidate, not every member's
-        member_of = np.arange(total) % per * len(model.members) // per
+    # An ensemble's candidates: an equal share of each group's from each member, weighed as draws of the
+    # ensemble: one member's steps a candidate, not every member's
+    member_of = _member_shares(model, total, per)
     drawing = _make_drawing(model, xc, k, thresholds, kc.reshape(total, -1).T.numpy(), lab, o, False, u[:total],
                             shards, guidance=guidance, member_of=member_of)
     if mixture:  # each candidate's label, copied with it when it is resampled

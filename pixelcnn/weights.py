@@ -16,7 +16,7 @@ from .errors import ModelLoadError
 from .hub import download, is_repo_id
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-DEFAULT_MODEL = "gated-pixelcnn-5x5-48x2"  # the best model, the app's: two 48-channel gated models as one; the recipe is "pixelcnn"
+DEFAULT_MODEL = "gated-pixelcnn-5x5-48x2"  # the best model, the app's: two 48-channel gated models as one
 
 # model_type in config.json -> (config class, model class)
 MODEL_TYPES = MEMBER_TYPES | {"ensemble": (EnsembleConfig, Ensemble)}

@@ -1,4 +1,4 @@
-"""benchmarks/bench_sampling.py: --against REV (a commit's sampler timed in turn with the working tree's) and --guesses."""
+"""benchmarks/bench_sampling.py: --against REV (a commit's sampler timed in turn with the working tree's), --guesses."""
 
 import subprocess
 import sys
@@ -42,8 +42,9 @@ def test_guesses_time_small_batches_pixel_by_pixel_and_by_rows_and_count_the_pas
     assert code == 0, out
     table = out.split("pixel by pixel, and a row guessed")[1]
     rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| random ")]
-    assert [(r[0].strip(), r[1].strip()) for r in rows] == [(f"random {kind}", n) for kind in ("gated_pixelcnn", "pixelcnn")
-                                                            for n in ("1", "2")]  # 16 is drawn pixel by pixel anyway
+    names = [(r[0].strip(), r[1].strip()) for r in rows]
+    assert names == [(f"random {kind}", n) for kind in ("gated_pixelcnn", "pixelcnn")
+                     for n in ("1", "2")]  # 16 is drawn pixel by pixel anyway
     for r in rows:
         passes = float(r[5])
         assert 1 <= passes <= 28, r  # at least one pass a row, at most one a pixel

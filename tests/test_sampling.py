@@ -173,7 +173,8 @@ LABELLED = [dict(label=3), dict(label=torch.tensor([1, 5])), dict(label=2, guida
 
 
 @pytest.mark.parametrize("case, kw", [(GATED_ROW, kw) for kw in UNLABELLED + LABELLED]
-                         + [(RECIPE_ROW, kw) for kw in UNLABELLED], ids=lambda c: model_id(c) if isinstance(c, tuple) else str(c))
+                         + [(RECIPE_ROW, kw) for kw in UNLABELLED],
+                         ids=lambda c: model_id(c) if isinstance(c, tuple) else str(c))
 @pytest.mark.parametrize("n", [1, 2])
 def test_a_row_drawn_by_guesses_is_the_row_drawn_pixel_by_pixel(case, kw, n, monkeypatch):
     """Small batches draw a row by guessing it and keeping what one pass confirms (_Drawing._run_row):
