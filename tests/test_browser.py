@@ -279,6 +279,17 @@ def visible(locator) -> bool:
     return any(e.is_visible() for e in locator.all())
 
 
+def hidden_soon(locator, timeout_ms: int = TIMEOUT_MS) -> bool:
+    """Whether every element of locator is hidden, or becomes so within timeout_ms (the page updates after
+    the server answers, later on a loaded machine)."""
+    end = time.monotonic() + timeout_ms / 1000
+    while visible(locator):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def test_a_labelled_model_draws_the_chosen_digit(page):
     page.get_by_role("tab", name="Generate").click()
     tab = page.locator("div[role=tabpanel]:visible")
@@ -295,9 +306,8 @@ def test_a_labelled_model_draws_the_chosen_digit(page):
     page.get_by_text("Which digit is it?", exact=False).first.wait_for(state="visible")
     pick_model(page, first_model)  # back to the first model: no labels, no digit choice
     page.get_by_role("tab", name="Generate").click()
-    page.wait_for_timeout(1000)
     tab = page.locator("div[role=tabpanel]:visible")
-    assert not visible(tab.get_by_label("Digit", exact=True))
+    assert hidden_soon(tab.get_by_label("Digit", exact=True))
 
 
 def test_the_apps_model_reads_the_digit_and_sees_without_a_blind_spot(page, shots):
