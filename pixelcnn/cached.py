@@ -5,7 +5,10 @@ The sampling loop in sampling.py asks a `StepCache` for the logit of pixel p (ra
 draws the pixel, and hands it back with put(p, ...), for p = k, k + 1, ..., H * W - 1;
 completion's resampling also copies whole rows of the batch onto others with reorder(index).
 A model opts in to fast sampling with a method `step_cache(n, height, width, label)` that
-returns one; `FullPasses` serves every other model.
+returns one; `FullPasses` serves every other model. Both caches here also give the logits of the
+rest of a row at once, given a guess of its pixels (`row_logits`), with which the loop draws a
+small batch a row at a time (sampling.py, `_Drawing._run_row`); a StepCache without it is stepped
+pixel by pixel.
 
 The PixelCNN cache [1] keeps every layer's activations at the positions already computed.
 A masked k x k convolution at (i, j) sees the rows i - k//2 .. i - 1, which are finished
