@@ -12,6 +12,7 @@ import pixelcnn
 from pixelcnn import GatedPixelCNN, GatedPixelCNNConfig, PixelCNN, PixelCNNConfig, complete, complete_stream, sample
 from pixelcnn.cached import FullPasses
 from pixelcnn.ensemble import Ensemble, EnsembleConfig
+from test_ensemble import ensemble_of
 
 LOGITS = dict(atol=1e-4, rtol=1e-4)  # as in test_sampling.py: a cache and a full pass round differently
 
@@ -214,10 +215,7 @@ def test_a_member_steps_rows_are_resampled_among_their_members_only():
 def with_noise(model) -> Ensemble:
     """An ensemble of model and a model of noise (every pixel 1 half the time), which disagree."""
     noise = fitted((torch.rand(4096, 1, 3, 3, generator=torch.Generator().manual_seed(3)) < 0.5).float())
-    ensemble = Ensemble(EnsembleConfig(members=[model.config, noise.config]))
-    for mine, theirs in zip(ensemble.members, [model, noise]):
-        mine.load_state_dict(theirs.state_dict())
-    return ensemble.eval()
+    return ensemble_of(model, noise)
 
 
 @pytest.fixture(scope="module")
@@ -602,12 +600,7 @@ def test_a_hole_completed_by_guessed_rows_is_the_one_completed_pixel_by_pixel(me
     """A few candidates a shard draw their rows by guesses (sampling._Drawing._run_row): the known pixels
     after the hole weigh them, and the candidates are resampled, exactly as pixel by pixel."""
     parts = [rough(gated(n_labels=10), std=0.3, seed=s) for s in range(members)]
-    model = parts[0]
-    if members > 1:
-        model = Ensemble(EnsembleConfig(members=[m.config for m in parts]))
-        for mine, theirs in zip(model.members, parts):
-            mine.load_state_dict(theirs.state_dict())
-        model.eval()
+    model = parts[0] if members == 1 else ensemble_of(*parts)
     known = torch.ones(28, 28, dtype=torch.bool)
     known[8:20, 8:20] = False
     kw = dict(seed=3, candidates=4, label=label, guidance=guidance, shards=1)
